@@ -1,0 +1,30 @@
+"""What is known about data sets and models before loading anything: for validating experiments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    channels: int
+    size: int  # height = width
+    classes: int
+    pool: int  # samples in the pool (the official training split)
+    augment: bool  # crop + flip by default (the CIFAR-like sets)
+
+
+# digits: scikit-learn's 1797 images, split 1347 pool / 450 test (stratified, fixed).
+DATASET_INFO: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo(1, 28, 10, 1347, False),
+    "mnist": DatasetInfo(1, 28, 10, 60000, False),
+    "fashion-mnist": DatasetInfo(1, 28, 10, 60000, False),
+    "kmnist": DatasetInfo(1, 28, 10, 60000, False),
+    "cifar10": DatasetInfo(3, 32, 10, 50000, True),
+    "cifar100": DatasetInfo(3, 32, 100, 50000, True),
+    "svhn": DatasetInfo(3, 32, 10, 73257, False),
+}
+# imagefolder and npz: known only once loaded.
+
+# The smallest square input each model takes (cnn5: four unpadded 3x3 convs, then a 2x2 pool).
+MODEL_MIN_SIZE: dict[str, int] = {"cnn5": 10, "resnet18": 8, "densenet100": 8}

@@ -1,0 +1,273 @@
+"""Data sets as uint8 tensors in memory: the pool (official training split) and the test split.
+
+Everything is read straight from arrays (never sample by sample through transforms); normalisation and
+augmentation happen later, on the device.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import datasets as tvd
+
+from altui.al.catalog import DATASET_INFO
+from altui.al.config import DATASETS, ConfigError
+
+
+class DataError(ConfigError):
+    """A data set that cannot be loaded; the message says which files or arrays and what is expected."""
+
+
+# eq=False: field-wise == on tensors is ambiguous; a Dataset compares by identity.
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str
+    x: torch.Tensor = field(repr=False)  # uint8 [N, C, H, W], the pool
+    y: torch.Tensor = field(repr=False)  # int64 [N]
+    x_test: torch.Tensor = field(repr=False)  # uint8 [M, C, H, W]
+    y_test: torch.Tensor = field(repr=False)  # int64 [M]
+    classes: int
+    mean: tuple[float, ...]  # per channel, pool pixels in [0, 1]
+    std: tuple[float, ...]
+    augment: bool  # crop + flip by default
+
+
+# torchvision's CIFAR classes md5-check every pickle; these check only that the files exist once they are
+# there (so small or re-pickled copies load), while download still md5-checks the archive.
+class _CIFAR10(tvd.CIFAR10):
+    train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
+    meta = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class _CIFAR100(tvd.CIFAR100):
+    train_list = [[name, None] for name, _ in tvd.CIFAR100.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR100.test_list]
+    meta = {**tvd.CIFAR100.meta, "md5": None}
+
+
+_MNIST_LIKE: dict[str, type[tvd.MNIST]] = {
+    "mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST,
+}
+_CIFAR: dict[str, type[tvd.CIFAR10]] = {"cifar10": _CIFAR10, "cifar100": _CIFAR100}
+
+# What torchvision raises for missing, failed or unreadable files (URLError is an OSError; MNIST wraps
+# download errors in RuntimeError; a truncated file surfaces as one of the others).
+_LOAD_ERRORS = (
+    RuntimeError, OSError, ValueError, TypeError, EOFError, AssertionError, pickle.UnpicklingError,
+)
+
+
+def load_dataset(
+    name: str, root: str | Path = "data", download: bool = True, path: str | Path | None = None,
+) -> Dataset:
+    """Load data set `name`; torchvision sets live under `root`, imagefolder/npz under `path`."""
+    root = Path(root).expanduser()
+    if name == "digits":
+        x, y, x_test, y_test = _digits()
+    elif name in _MNIST_LIKE:
+        x, y, x_test, y_test = _mnist_like(name, root, download)
+    elif name in _CIFAR:
+        x, y, x_test, y_test = _cifar(name, root, download)
+    elif name == "svhn":
+        x, y, x_test, y_test = _svhn(root, download)
+    elif name == "imagefolder":
+        x, y, x_test, y_test = _imagefolder(Path(path).expanduser() if path is not None else root)
+    elif name == "npz":
+        if path is None:
+            raise DataError("npz: no file given; set the path to an .npz with arrays x, y, x_test, y_test")
+        x, y, x_test, y_test = _npz(Path(path).expanduser())
+    else:
+        raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
+
+    info = DATASET_INFO.get(name)
+    classes = info.classes if info else int(max(y.max().item(), y_test.max().item())) + 1
+    mean, std = _channel_stats(x)
+    return Dataset(name, x, y, x_test, y_test, classes, mean, std, augment=bool(info and info.augment))
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and (population) std in [0, 1] units, from a 256-bin histogram per channel."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        counts = torch.bincount(x[:, c].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean) ** 2).sum() / n
+        means.append(float(mean))
+        stds.append(float(var.sqrt()))
+    return tuple(means), tuple(stds)
+
+
+def _offline_error(name: str, folder: Path, files: list[str], download: bool, err: Exception) -> DataError:
+    how = f"download failed: {' '.join(str(err).split())}" if download else "download was off"  # one line
+    expected = ", ".join(str(folder / f) for f in files)
+    return DataError(
+        f"{name}: could not load the data set ({how}). Expected files: {expected}. "
+        f"Put them in {folder}/ (or turn download on with internet access)."
+    )
+
+
+# ---- torchvision sets ------------------------------------------------------------------------------
+
+
+def _mnist_like(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    cls = _MNIST_LIKE[name]
+    try:
+        train = cls(root, train=True, download=download)
+        test = cls(root, train=False, download=download)
+    except _LOAD_ERRORS as e:
+        folder = root / cls.__name__ / "raw"
+        files = [Path(f).name.removesuffix(".gz") for f, _ in cls.resources]
+        raise _offline_error(name, folder, files, download, e) from e
+    # .data is uint8 [N, 28, 28]; add the channel axis.
+    return train.data.unsqueeze(1), train.targets.long(), test.data.unsqueeze(1), test.targets.long()
+
+
+def _cifar(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    cls = _CIFAR[name]
+    try:
+        train = cls(root, train=True, download=download)
+        test = cls(root, train=False, download=download)
+    except _LOAD_ERRORS as e:
+        files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        err = _offline_error(name, root / cls.base_folder, files, download, e)
+        raise DataError(f"{err} Or put {cls.filename} in {root}/ and load with download on.") from e
+
+    def to_tensors(ds: tvd.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+        # .data is uint8 [N, 32, 32, 3] (HWC)
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets).long()
+
+    return *to_tensors(train), *to_tensors(test)
+
+
+def _svhn(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    try:
+        train = tvd.SVHN(root, split="train", download=download)
+        test = tvd.SVHN(root, split="test", download=download)
+    except _LOAD_ERRORS as e:
+        files = [tvd.SVHN.split_list[s][1] for s in ("train", "test")]
+        raise _offline_error("svhn", root, files, download, e) from e
+    # .data is uint8 [N, 3, 32, 32]; .labels int64 with 10 already mapped to 0
+    return (torch.from_numpy(train.data).contiguous(), torch.from_numpy(train.labels).long(),
+            torch.from_numpy(test.data).contiguous(), torch.from_numpy(test.labels).long())
+
+
+# ---- bundled and user data -------------------------------------------------------------------------
+
+
+def _digits() -> tuple[torch.Tensor, ...]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)  # 0..16 -> 0..255
+    images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False, antialias=False)
+    x = images.round().clamp(0, 255).to(torch.uint8)
+    y = torch.from_numpy(digits.target).long()
+    # fixed stratified split: every class in both halves, same split on every machine
+    pool, test = train_test_split(np.arange(len(y)), test_size=450, stratify=digits.target, random_state=0)
+    pool, test = torch.from_numpy(pool), torch.from_numpy(test)
+    return x[pool], y[pool], x[test], y[test]
+
+
+def _imagefolder(folder: Path) -> tuple[torch.Tensor, ...]:
+    splits = {}
+    for split in ("train", "test"):
+        d = folder / split
+        if not d.is_dir():
+            raise DataError(f"imagefolder: {d}/ not found; expected {folder}/train/<class>/* and "
+                            f"{folder}/test/<class>/* image files")
+        try:
+            splits[split] = tvd.ImageFolder(str(d))
+        except OSError as e:  # FileNotFoundError when no class folder holds an image
+            raise DataError(f"imagefolder: {d}/ has no class folders with images ({e})") from e
+    train, test = splits["train"], splits["test"]
+    if test.classes != train.classes:
+        raise DataError(f"imagefolder: test classes {test.classes} differ from train classes "
+                        f"{train.classes}; both folders must hold the same class folders")
+    # one size for all images, fixed by the first training image
+    size = _open_rgb(train.samples[0][0]).shape[:2]
+    x, y = _read_images(train.samples, size)
+    x_test, y_test = _read_images(test.samples, size)
+    return x, y, x_test, y_test
+
+
+def _open_rgb(file: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as e:
+        raise DataError(f"imagefolder: cannot read image {file} ({e})") from e
+
+
+def _read_images(samples: list[tuple[str, int]], size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    out = np.empty((len(samples), *size, 3), dtype=np.uint8)
+    for i, (file, _) in enumerate(samples):
+        img = _open_rgb(file)
+        if img.shape[:2] != size:
+            raise DataError(f"imagefolder: {file} is {img.shape[1]}x{img.shape[0]} (WxH) but the images are "
+                            f"{size[1]}x{size[0]}; all images must share one size")
+        out[i] = img
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), labels
+
+
+_NPZ_X = "[N, H, W] (one channel), [N, H, W, C] or [N, C, H, W] with C in {1, 3}; uint8, or floats in [0, 1]"
+
+
+def _npz(file: Path) -> tuple[torch.Tensor, ...]:
+    if not file.is_file():
+        raise DataError(f"npz: file {file} not found; expected an .npz with arrays x, y, x_test, y_test")
+    try:
+        arrays = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"npz: cannot read {file} ({e})") from e
+    with arrays:
+        missing = [k for k in ("x", "y", "x_test", "y_test") if k not in arrays.files]
+        if missing:
+            raise DataError(f"npz: {file} lacks arrays {missing}; needed: x, y, x_test, y_test "
+                            f"(found: {arrays.files})")
+        x, x_test = _npz_images("x", arrays["x"]), _npz_images("x_test", arrays["x_test"])
+        y = _npz_labels("y", arrays["y"], len(x))
+        y_test = _npz_labels("y_test", arrays["y_test"], len(x_test))
+    if len(x) == 0 or len(x_test) == 0:
+        raise DataError(f"npz: {file} has an empty x or x_test; both need at least one image")
+    if x.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"npz: x images are {list(x.shape[1:])} (C, H, W) but x_test images are "
+                        f"{list(x_test.shape[1:])}; both must match")
+    return x, y, x_test, y_test
+
+
+def _npz_images(key: str, a: np.ndarray) -> torch.Tensor:
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[3] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)  # NHWC -> NCHW (checked first: the usual numpy layout)
+    elif not (a.ndim == 4 and a.shape[1] in (1, 3)):
+        raise DataError(f"npz: array {key} has shape {list(a.shape)}; allowed: {_NPZ_X}")
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.all((a >= 0) & (a <= 1)):  # also catches NaN
+            raise DataError(f"npz: array {key} has floats outside [0, 1]; allowed: {_NPZ_X}")
+        a = np.rint(a * 255)
+    elif a.dtype != np.uint8:
+        raise DataError(f"npz: array {key} has dtype {a.dtype}; allowed: {_NPZ_X}")
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8))
+
+
+def _npz_labels(key: str, a: np.ndarray, n: int) -> torch.Tensor:
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise DataError(f"npz: array {key} is {a.dtype} {list(a.shape)}; allowed: 1-D integer class labels")
+    if len(a) != n:
+        raise DataError(f"npz: array {key} has {len(a)} labels but its images have {n}; lengths must match")
+    if a.size and a.min() < 0:
+        raise DataError(f"npz: array {key} has negative labels; allowed: 0 .. classes-1")
+    return torch.from_numpy(a.astype(np.int64))

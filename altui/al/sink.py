@@ -1,0 +1,119 @@
+"""What the round loop reports, and the callbacks it reports through.
+
+The loop returns nothing hidden: every number a round produces reaches the sink. The runner turns
+these into store rows; tests collect them in a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    round: int
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    lr: float
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class LayerChannels:
+    layer: str  # the batch-norm module's qualified name
+    channels: int
+    effective: int  # channels whose |gamma| >= mean |gamma| / 10 (section 5.1)
+
+
+@dataclass(frozen=True)
+class Probes:
+    channels: list[LayerChannels]
+    conv_l2: float  # L2 norm of all convolution weights together
+    gamma_bins: list[float]  # histogram edges of |gamma| over all batch-norm layers (len = counts + 1)
+    gamma_counts: list[int]
+
+    @property
+    def effective_channels(self) -> int:
+        return sum(c.effective for c in self.channels)
+
+    @property
+    def total_channels(self) -> int:
+        return sum(c.channels for c in self.channels)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int
+    n_labeled: int  # labels the model of this round was trained on
+    accuracy: float  # test accuracy in [0, 1]
+    test_loss: float
+    weight_decay: float  # lambda_t
+    lr: float  # initial learning rate of the round
+    train_seconds: float
+    acquire_seconds: float
+    probes: Probes
+    picks: list[int]  # pool indices acquired after this round (empty after the last round)
+    pick_scores: list[float]  # acquisition score of each pick (random: 0.0)
+    pick_class_counts: list[int]  # picks per class, len = number of classes
+
+    @property
+    def pick_mean_score(self) -> float | None:
+        return sum(self.pick_scores) / len(self.pick_scores) if self.pick_scores else None
+
+
+@dataclass
+class ResumeState:
+    """All that the next round needs: saved with each round, loadable with weights_only=True.
+
+    It holds no RNG state: every random stream of a round is seeded from (seed, round), so that a
+    resumed run draws exactly what an uninterrupted one would.
+    """
+
+    next_round: int
+    labeled: list[int]  # pool indices labeled for the next round
+    model: dict[str, Any]  # state dict of the round's model: the next round's teacher and warm start
+    init: dict[str, Any]  # state dict of the round-0 initialisation (init = 'same')
+    loss_module: dict[str, Any] | None = None  # Learning Loss module, kept across rounds like the model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "next_round": self.next_round, "labeled": list(self.labeled), "model": self.model,
+            "init": self.init, "loss_module": self.loss_module,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResumeState:
+        return cls(**d)
+
+
+class Sink(Protocol):
+    def log(self, message: str, level: str = "info") -> None: ...
+
+    def epoch_done(self, stats: EpochStats) -> None: ...
+
+    def round_done(self, result: RoundResult, state: ResumeState) -> None:
+        """Called once per round, after acquisition; `state` resumes at the next round."""
+        ...
+
+
+class ListSink:
+    """Keeps everything in lists: for tests and notebooks."""
+
+    def __init__(self) -> None:
+        self.logs: list[tuple[str, str]] = []
+        self.epochs: list[EpochStats] = []
+        self.rounds: list[RoundResult] = []
+        self.states: list[ResumeState] = []
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.logs.append((level, message))
+
+    def epoch_done(self, stats: EpochStats) -> None:
+        self.epochs.append(stats)
+
+    def round_done(self, result: RoundResult, state: ResumeState) -> None:
+        self.rounds.append(result)
+        self.states.append(state)

@@ -1,0 +1,627 @@
+"""experiments.toml -> validated experiments, each expanded into runs.
+
+A file holds one `[defaults]` table and `[[experiment]]` tables. An experiment expands into one run per
+seed x sweep point x method. Validation collects every problem at once, each with file:line:column,
+the key path and what is allowed, so that a researcher fixes a file in one pass.
+The format is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from altui.al.catalog import DATASET_INFO, MODEL_MIN_SIZE
+from altui.al.config import (
+    ACQUISITIONS,
+    DATASETS,
+    DISTILLS,
+    INITS,
+    MODELS,
+    WD_SCHEDULES,
+    ConfigError,
+    RunConfig,
+)
+from altui.al.presets import PRESETS, resolve
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a file: where it is, which key, what is wrong and what is allowed."""
+
+    file: str
+    line: int | None
+    column: int | None
+    key: str  # key path, e.g. "experiment[2].methods[1].kd_alpha"; "" for TOML syntax errors
+    message: str
+
+    def __str__(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line, self.column) if p is not None)
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class SpecError(Exception):
+    """Every issue found in a file; str() puts each on its own line."""
+
+    def __init__(self, issues: list[SpecIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep `issues` across pickling (worker processes)
+        return (SpecError, (self.issues,))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str  # "<experiment>/<method>[/<k>=<v>,...]/s<seed>"
+    experiment: str
+    method: str
+    seed: int
+    sweep: dict[str, Any]  # this run's sweep point, {} without sweeps
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    file: str
+    line: int  # of its [[experiment]] header
+    table: dict[str, Any]  # as written, merged over [defaults]; JSON-able
+    runs: tuple[RunSpec, ...]
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    path: str
+    experiments: tuple[Experiment, ...]
+
+    def get(self, name: str) -> Experiment:
+        for experiment in self.experiments:
+            if experiment.name == name:
+                return experiment
+        names = [e.name for e in self.experiments]
+        raise SpecError([SpecIssue(self.path, None, None, "experiment", _unknown("experiment", name, names))])
+
+
+def load_spec(path: str | Path) -> SpecFile:
+    """Read and validate a file; SpecError lists every issue found."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the file: {e}")]) from None
+    return parse_spec(text, str(path))
+
+
+def parse_spec(text: str, file: str = "<string>") -> SpecFile:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError([_syntax_issue(file, text, e)]) from None
+    issues = _Issues(file, scan_positions(text))
+    for key in doc:
+        if key not in TOP_KEYS:
+            issues.add(key, _unknown("top-level key", key, TOP_KEYS))
+
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        issues.add("defaults", "expected a table: [defaults]")
+        defaults = {}
+    _check_table(defaults, "defaults", DEFAULTS_KEYS, issues)
+    defaults_ok = not issues.items
+
+    tables = doc.get("experiment", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        issues.add("experiment", "expected tables: [[experiment]]")
+        tables = []
+    if not tables:
+        issues.add("experiment", "the file defines no experiment; add an [[experiment]] table")
+    experiments = [_ExperimentParser(i, t, defaults, issues).parse(defaults_ok) for i, t in enumerate(tables)]
+    _check_unique_names(tables, issues)
+    if issues.items:
+        raise SpecError(issues.sorted())
+    return SpecFile(file, tuple(e for e in experiments if e is not None))
+
+
+# ----------------------------------------------------------------------------------------------
+# What the format allows
+
+TOP_KEYS = ("defaults", "experiment")
+
+# The TOML type of each run setting. `seed` comes from `seeds`, `extra` from `path`.
+FIELD_KINDS: dict[str, str] = {
+    "dataset": "str", "model": "str", "data_root": "str", "download": "bool",
+    "rounds": "int", "initial": "int", "budget": "int",
+    "acquisition": "str", "weight_decay": "float", "wd_schedule": "str", "decay_bn": "bool",
+    "init": "str", "distill": "str", "kd_alpha": "float", "kd_temperature": "float",
+    "epochs": "int", "lr": "float", "milestones": "ints", "lr_gamma": "float", "momentum": "float",
+    "batch_size": "int", "augment": "bool",
+    "pool_subset": "int", "subset_seed": "int", "ll_subset": "int", "ll_stop_epoch": "int",
+    "ll_margin": "float", "ll_weight": "float",
+    "device": "str", "eval_batch_size": "int", "compile": "bool",
+}
+# What a method table may set (besides `name` and `preset`): the method, not the protocol or training.
+METHOD_FIELDS = (
+    "acquisition", "weight_decay", "wd_schedule", "init", "distill", "kd_alpha", "kd_temperature",
+    "decay_bn", "pool_subset", "subset_seed", "ll_subset", "ll_stop_epoch", "ll_margin", "ll_weight",
+)
+EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", *FIELD_KINDS)
+DEFAULTS_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ("name", "methods"))
+METHOD_KEYS = ("name", "preset", *METHOD_FIELDS)
+PATH_DATASETS = ("npz", "imagefolder")  # the data sets read from the user's `path`
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASETS, "model": MODELS, "acquisition": ACQUISITIONS,
+    "wd_schedule": WD_SCHEDULES, "init": INITS, "distill": DISTILLS,
+}
+_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
+_NOT_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "rounds": _AT_LEAST_1, "initial": _AT_LEAST_1, "budget": _AT_LEAST_1, "epochs": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1, "ll_subset": _AT_LEAST_1,
+    "pool_subset": (lambda v: v >= 0, "an integer >= 0 (0: the whole pool)"),
+    "subset_seed": (lambda v: v >= 0, "an integer >= 0"),
+    "ll_stop_epoch": (lambda v: v >= 0, "an integer >= 0"),
+    "weight_decay": _NOT_NEGATIVE, "ll_margin": _NOT_NEGATIVE, "ll_weight": _NOT_NEGATIVE,
+    "lr": (lambda v: v > 0, "a number > 0"),
+    "lr_gamma": (lambda v: v > 0, "a number > 0"),
+    "kd_alpha": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "kd_temperature": (lambda v: v > 0, "a number > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+}
+_KIND_TEXT = {
+    "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
+    "ints": "a list of integers",
+}
+_NAME = re.compile(r"[A-Za-z0-9._+-]+")  # experiment names: safe in run names, paths and shells
+_METHOD_NAME = re.compile(r"[^/\s]+")  # method names: "/" separates the parts of a run name
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+")
+
+
+# ----------------------------------------------------------------------------------------------
+# Positions: tomllib reports none, so a small scanner reads the text once more.
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_TOKEN = re.compile(r"[^\s,=\[\]{}#\"']+")
+
+
+def scan_positions(text: str) -> dict[str, tuple[int, int]]:
+    """Map key paths to where they are written: (line, column), both 1-based.
+
+    Reads just what experiment files use: table headers, `key = value`, arrays and inline tables on
+    one line or several. Paths are those of the issues: `defaults`, `defaults.epochs`,
+    `experiment[2]` (its header), `experiment[2].methods[1]` (an array element),
+    `experiment[2].methods[1].kd_alpha` (a key in an inline table). Multi-line strings are not
+    understood; positions after one may be off (they only make messages less precise).
+    """
+    positions: dict[str, tuple[int, int]] = {}
+    counts: dict[str, int] = {}  # [[name]] headers seen so far, to index them
+    table = ""  # path of the current table; "" is the root
+    stack: list[list[Any]] = []  # open arrays and inline tables: [path, "[" or "{", elements so far]
+    pending: str | None = None  # path of a key read whose value comes next
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line) if not stack else None
+        if header:
+            table = _header_path(header, counts)
+            where = (lineno, line.index("[") + 1)
+            positions.setdefault(table, where)
+            positions.setdefault(header.group(2), where)  # "experiment": its first header
+            continue
+        col = 0
+        while col < len(line):
+            ch = line[col]
+            if ch in " \t,=":
+                col += 1
+            elif ch == "#":  # a comment runs to the end of the line
+                break
+            elif ch in "]}":
+                if stack:
+                    stack.pop()
+                col += 1
+            elif pending is None and (not stack or stack[-1][1] == "{"):
+                # a key, in a table or an inline table
+                name, col_after = _read_token(line, col)
+                parent = stack[-1][0] if stack else table
+                pending = f"{parent}.{name}" if parent else name
+                positions.setdefault(pending, (lineno, col + 1))
+                col = col_after
+            else:
+                # a value: of the pending key, or the next element of the open array
+                if pending is not None:
+                    path, pending = pending, None
+                else:
+                    path = f"{stack[-1][0]}[{stack[-1][2]}]"
+                    stack[-1][2] += 1
+                    positions.setdefault(path, (lineno, col + 1))
+                if ch in "[{":
+                    stack.append([path, ch, 0])
+                    col += 1
+                else:
+                    col = _read_token(line, col)[1]
+    return positions
+
+
+def _header_path(header: re.Match[str], counts: dict[str, int]) -> str:
+    """`[defaults]` -> "defaults"; the third `[[experiment]]` -> "experiment[2]";
+    `[experiment.x]` -> "experiment[2].x" (a subtable belongs to the latest array element)."""
+    name = header.group(2)
+    if header.group(1) == "[[":
+        counts[name] = counts.get(name, 0) + 1
+        return f"{name}[{counts[name] - 1}]"
+    head, _, rest = name.partition(".")
+    if head in counts:
+        head = f"{head}[{counts[head] - 1}]"
+    return f"{head}.{rest}" if rest else head
+
+
+def _read_token(line: str, col: int) -> tuple[str, int]:
+    """The string or bare word starting at `col`, and the column after it."""
+    quote = line[col]
+    if quote in "\"'":
+        end = col + 1
+        while end < len(line) and line[end] != quote:
+            end += 2 if quote == '"' and line[end] == "\\" else 1  # skip escaped characters
+        return line[col + 1 : end], end + 1
+    match = _TOKEN.match(line, col)
+    end = match.end() if match else col + 1
+    return line[col:end], end
+
+
+_PARENT = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")
+
+
+class _Issues:
+    """Collects issues, placing each at its key's position, else at its nearest enclosing one."""
+
+    def __init__(self, file: str, positions: dict[str, tuple[int, int]]):
+        self.file = file
+        self.positions = positions
+        self.items: list[SpecIssue] = []
+        self._seen: set[SpecIssue] = set()
+
+    def add(self, path: str, message: str) -> None:
+        line, column = self.locate(path)
+        issue = SpecIssue(self.file, line, column, path, message)
+        if issue not in self._seen:  # the same value may be checked for several runs or sweep points
+            self._seen.add(issue)
+            self.items.append(issue)
+
+    def locate(self, path: str) -> tuple[int | None, int | None]:
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            shorter = _PARENT.sub("", path)
+            path = "" if shorter == path else shorter
+        return None, None
+
+    def sorted(self) -> list[SpecIssue]:
+        return sorted(self.items, key=lambda i: (i.line is None, i.line or 0, i.column or 0))
+
+
+_AT = re.compile(r" \(at line (\d+), column (\d+)\)| \(at end of document\)")
+
+
+def _syntax_issue(file: str, text: str, error: Exception) -> SpecIssue:
+    """tomllib's message ends with "(at line L, column C)" or "(at end of document)"."""
+    message = str(error)
+    match = _AT.search(message)
+    line, column = (int(match[1]), int(match[2])) if match and match[1] else (None, None)
+    if match and not match[1]:
+        line = max(1, len(text.splitlines()))
+    return SpecIssue(file, line, column, "", f"invalid TOML: {_AT.sub('', message)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Values
+
+
+def _unknown(what: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"unknown {what} {value!r}{hint} allowed: {', '.join(allowed)}"
+
+
+def _show(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
+             dict: "a table"}
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{text} ({kinds.get(type(value), type(value).__name__)})"
+
+
+def _has_kind(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # TOML's true is no number
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":  # 1 is a fine weight decay
+        return isinstance(value, (int, float))
+    if kind == "ints":
+        return isinstance(value, list) and all(_has_kind(v, "int") for v in value)
+    return isinstance(value, str)
+
+
+def _value_error(key: str, value: Any) -> str | None:
+    """What is wrong with one value of a run setting (or `path`), or None."""
+    kind = FIELD_KINDS.get(key, "str")
+    if not _has_kind(value, kind):
+        return f"expected {_KIND_TEXT[kind]}, got {_show(value)}"
+    if key in CHOICES and value not in CHOICES[key]:
+        return _unknown(key, value, CHOICES[key])
+    if key == "device" and not _DEVICE.fullmatch(value):
+        return f"unknown device {value!r}; allowed: auto, cpu, cuda, cuda:N"
+    if key in RANGES and not RANGES[key][0](value):
+        return f"{value!r} is out of range; allowed: {RANGES[key][1]}"
+    if key == "milestones" and (any(m < 1 for m in value) or value != sorted(value)):
+        return f"{value} is not allowed; allowed: increasing epochs >= 1, e.g. [150, 250]"
+    return None
+
+
+def _is_sweep(key: str, value: Any) -> bool:
+    """A list for a scalar setting, or a list of lists for `milestones`."""
+    if key == "milestones":
+        return isinstance(value, list) and any(isinstance(v, list) for v in value)
+    return key in FIELD_KINDS and isinstance(value, list)
+
+
+def _normal(key: str, value: Any) -> Any:
+    """Floats for float settings (so that 1 and 1.0 name the same run)."""
+    return float(value) if FIELD_KINDS.get(key) == "float" and _has_kind(value, "int") else value
+
+
+def _format(value: Any) -> str:
+    """A value in a run name: shortest form (0.1, 200, 1e-05), never a "/"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "-".join(str(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value).replace("/", "_")
+
+
+def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], issues: _Issues) -> None:
+    """Known keys and valid values (each element of a sweep); names, methods, seeds are checked apart."""
+    for key, value in table.items():
+        path = f"{prefix}.{key}"
+        if key not in allowed:
+            issues.add(path, _unknown("key", key, allowed))
+        elif key in ("name", "methods", "seeds"):
+            continue
+        elif _is_sweep(key, value):
+            if not value:
+                issues.add(path, "an empty list sweeps nothing; give one value or a list of values")
+            names = [_format(_normal(key, v)) for v in value]
+            for n, v in enumerate(value):
+                error = _value_error(key, v)
+                if error:
+                    issues.add(f"{path}[{n}]", error)
+                elif names.index(names[n]) != n:
+                    issues.add(f"{path}[{n}]", f"{v!r} is swept twice; allowed: each value once")
+        else:
+            error = _value_error(key, value)
+            if error:
+                issues.add(path, error)
+
+
+def _check_unique_names(tables: list[dict[str, Any]], issues: _Issues) -> None:
+    first: dict[str, int] = {}
+    for i, table in enumerate(tables):
+        name = table.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            line, _ = issues.locate(f"experiment[{first[name]}].name")
+            issues.add(f"experiment[{i}].name",
+                       f"duplicate experiment name {name!r}, first used at line {line}; names must be unique")
+        else:
+            first[name] = i
+
+
+# ----------------------------------------------------------------------------------------------
+# Experiments
+
+
+@dataclass(frozen=True)
+class _Method:
+    name: str
+    preset: str | None
+    fields: dict[str, Any]  # explicit settings, applied last
+    index: int  # in `methods`
+
+
+class _ExperimentParser:
+    """Checks one [[experiment]] table (merged over [defaults]) and expands it into runs."""
+
+    def __init__(self, index: int, table: dict[str, Any], defaults: dict[str, Any], issues: _Issues):
+        self.prefix = f"experiment[{index}]"
+        self.table = table
+        self.defaults = defaults
+        self.merged = {**defaults, **table}
+        self.issues = issues
+
+    def origin(self, key: str) -> str:
+        """The path of the value of `key` this experiment uses: its own, else [defaults]'."""
+        if key in self.defaults and key not in self.table:
+            return f"defaults.{key}"
+        return f"{self.prefix}.{key}"
+
+    def where(self, key: str, point: dict[str, tuple[int, Any]]) -> str:
+        """Like origin(), with the index of the swept value: "experiment[3].initial[2]"."""
+        return f"{self.origin(key)}[{point[key][0]}]" if key in point else self.origin(key)
+
+    def parse(self, defaults_ok: bool) -> Experiment | None:
+        before = len(self.issues.items)
+        _check_table(self.table, self.prefix, EXPERIMENT_KEYS, self.issues)
+        # dataset and model may come from [defaults], name and methods may not
+        required = {"name": self.table, "dataset": self.merged, "model": self.merged, "methods": self.table}
+        for key, table in required.items():
+            if key not in table:
+                self.issues.add(f"{self.prefix}.{key}", f"missing required key {key!r}")
+        name = self.table.get("name")
+        if "name" in self.table and not (isinstance(name, str) and _NAME.fullmatch(name)):
+            self.issues.add(f"{self.prefix}.name",
+                            f"expected a name of letters, digits and . _ + -, got {_show(name)}")
+        methods = self.methods(self.table["methods"]) if "methods" in self.table else []
+        seeds = self.seeds(self.merged.get("seeds", [0]))
+        sweeps = [(k, [_normal(k, v) for v in vs]) for k, vs in self.merged.items() if _is_sweep(k, vs)]
+        points = [dict(p) for p in itertools.product(*[[(k, (n, v)) for n, v in enumerate(vs)]
+                                                       for k, vs in sweeps])]
+        for point in points:
+            self.check_point(point)
+        if not defaults_ok or len(self.issues.items) > before:
+            return None
+        runs = self.expand(name, methods, seeds, points)
+        line, _ = self.issues.locate(self.prefix)
+        return Experiment(name, self.issues.file, line or 0, self.merged, tuple(runs))
+
+    def methods(self, value: Any) -> list[_Method]:
+        path = f"{self.prefix}.methods"
+        if not isinstance(value, list):
+            self.issues.add(path, f"expected a list of preset names or method tables, got {_show(value)}")
+            return []
+        if not value:
+            self.issues.add(path, f"methods is empty; give at least one of {', '.join(PRESETS)} "
+                                  "or a method table")
+        methods: list[_Method] = []
+        for j, entry in enumerate(value):
+            method = self.method(f"{path}[{j}]", j, entry)
+            if method is None:
+                continue
+            if any(m.name == method.name for m in methods):
+                self.issues.add(f"{path}[{j}]", f"duplicate method name {method.name!r} in this experiment; "
+                                                "give one of them a `name`")
+            methods.append(method)
+        return methods
+
+    def method(self, path: str, index: int, entry: Any) -> _Method | None:
+        """A preset name, or a table: `name`, optional `preset`, and method settings."""
+        if isinstance(entry, str):
+            if entry not in PRESETS:
+                self.issues.add(path, _unknown("preset", entry, list(PRESETS)))
+                return None
+            return _Method(entry, entry, {}, index)
+        if not isinstance(entry, dict):
+            self.issues.add(path, f"expected a preset name or a method table, got {_show(entry)}")
+            return None
+        ok = True
+        for key, value in entry.items():
+            error = None if key in METHOD_KEYS else _unknown("method key", key, METHOD_KEYS)
+            if key in METHOD_FIELDS:
+                error = _value_error(key, value)
+            elif key in ("name", "preset") and not isinstance(value, str):
+                error = f"expected a string, got {_show(value)}"
+            if error:
+                self.issues.add(f"{path}.{key}", error)
+                ok = False
+        preset = entry.get("preset")
+        if isinstance(preset, str) and preset not in PRESETS:
+            self.issues.add(f"{path}.preset", _unknown("preset", preset, list(PRESETS)))
+            ok = False
+        name = entry.get("name", preset)
+        if name is None:
+            self.issues.add(f"{path}.name", "missing `name`: a method table needs a `name` "
+                                            "(or a `preset`, whose name it then takes)")
+            return None
+        if isinstance(name, str) and not _METHOD_NAME.fullmatch(name):
+            self.issues.add(f"{path}.name", f"{name!r} is not allowed; allowed: a name without spaces or '/'")
+            ok = False
+        fields = {k: _normal(k, v) for k, v in entry.items() if k in METHOD_FIELDS}
+        return _Method(name, preset, fields, index) if ok else None
+
+    def seeds(self, value: Any) -> list[int]:
+        """A list of seeds, or n meaning 0..n-1."""
+        path = self.origin("seeds")
+        if _has_kind(value, "int"):
+            if value < 1:
+                self.issues.add(path, f"{value!r} is out of range; allowed: n >= 1 (seeds 0..n-1) or a list")
+            return list(range(value))
+        if not (_has_kind(value, "ints") and value and all(s >= 0 for s in value)):
+            self.issues.add(path, "expected a non-empty list of integers >= 0 or a count n (seeds 0..n-1), "
+                                  f"got {_show(value)}")
+        elif len(set(value)) != len(value):
+            self.issues.add(path, f"{value} repeats a seed; allowed: each seed once")
+        return value if isinstance(value, list) else []
+
+    def values(self, point: dict[str, tuple[int, Any]]) -> dict[str, Any]:
+        """The settings of one sweep point: the merged scalars with the point's values."""
+        values = {k: _normal(k, v) for k, v in self.merged.items() if k in FIELD_KINDS or k == "path"}
+        values.update({k: v for k, (_, v) in point.items()})
+        return values
+
+    def check_point(self, point: dict[str, tuple[int, Any]]) -> None:
+        """Checks across settings, for one sweep point; skipped where a value is invalid on its own."""
+        values = self.values(point)
+
+        def where(key: str) -> str:
+            return self.where(key, point)
+
+        def valid(*keys: str) -> bool:
+            return all(_value_error(k, values[k]) is None for k in keys if k in values)
+
+        dataset, model = values.get("dataset"), values.get("model")
+        if valid("dataset", "path"):
+            if dataset in PATH_DATASETS and "path" not in values:
+                self.issues.add(where("dataset"), f"dataset {dataset!r} needs `path` "
+                                                  "(the .npz file, or the folder with train/ and test/)")
+            if "path" in values and dataset is not None and dataset not in PATH_DATASETS:
+                self.issues.add(where("path"), f"dataset {dataset!r} reads no `path`; allowed: path with "
+                                               f"dataset {' or '.join(PATH_DATASETS)} (see data_root)")
+        info = DATASET_INFO.get(dataset) if valid("dataset") else None
+        if info is None:  # imagefolder and npz: sizes are known only once loaded
+            return
+        if valid("model") and model in MODEL_MIN_SIZE and MODEL_MIN_SIZE[model] > info.size:
+            fit = [m for m, size in MODEL_MIN_SIZE.items() if size <= info.size]
+            self.issues.add(where("model"), f"model {model!r} needs images of at least "
+                                            f"{MODEL_MIN_SIZE[model]}px, {dataset} has {info.size}px; "
+                                            f"allowed: {', '.join(fit)}")
+        base = RunConfig()
+        initial = values.get("initial", base.initial)
+        rounds = values.get("rounds", base.rounds)
+        budget = values.get("budget", base.budget)
+        if valid("initial") and initial > info.pool:
+            self.issues.add(where("initial"), f"initial = {initial} is more than the {info.pool} samples "
+                                              f"of the {dataset} pool; allowed: at most {info.pool}")
+        elif valid("initial", "rounds", "budget") and initial + (rounds - 1) * budget > info.pool:
+            most = (info.pool - initial) // budget + 1
+            self.issues.add(where("rounds"), f"{rounds} rounds need initial + (rounds - 1) * budget = "
+                                             f"{initial + (rounds - 1) * budget} labels, more than the "
+                                             f"{info.pool} samples of the {dataset} pool; allowed: rounds "
+                                             f"<= {most} with initial = {initial}, budget = {budget}")
+
+    def expand(self, name: str, methods: list[_Method], seeds: list[int],
+               points: list[dict[str, tuple[int, Any]]]) -> list[RunSpec]:
+        """One run per seed x sweep point x method, seed-major: the first runs that finish already
+        compare every method."""
+        runs = []
+        for seed, point, method in itertools.product(seeds, points, methods):
+            sweep = {k: v for k, (_, v) in point.items()}
+            label = ",".join(f"{k}={_format(v)}" for k, v in sweep.items())
+            fields = {k: v for k, v in self.values(point).items() if k != "path"}
+            fields["seed"] = seed
+            if "path" in self.merged:
+                fields["extra"] = {"path": self.merged["path"]}
+            try:
+                config = resolve(method.preset, fields, method.fields)
+            except ConfigError as e:  # what only the whole run can tell (e.g. eq. 8's lr * decay < 1)
+                key = str(e).split(" ", 1)[0]  # ConfigError messages start with the setting's name
+                path = (f"{self.prefix}.methods[{method.index}].{key}" if key in method.fields
+                        else self.where(key, point) if key in FIELD_KINDS else self.prefix)
+                self.issues.add(path, f"method {method.name!r}: {e}")
+                continue
+            parts = [name, method.name, *([label] if label else []), f"s{seed}"]
+            runs.append(RunSpec("/".join(parts), name, method.name, seed, sweep, config))
+        return runs
