@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from rich import box
 from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader, Subset, SubsetRandomSampler
@@ -51,15 +52,15 @@ class Case:
 
 
 CASES = (
-    Case("cnn5 28x28x1 b32", "cnn5", 1, 28, 32, augment=False),
-    Case("resnet18 32x32x3 b128", "resnet18", 3, 32, 128, augment=True),
+    Case("cnn5 1x28x28 b32", "cnn5", 1, 28, 32, augment=False),
+    Case("resnet18 3x32x32 b128", "resnet18", 3, 32, 128, augment=True),
 )
 
 
 @dataclass(frozen=True)
 class BenchResult:
     case: str
-    metric: str  # "train" or "score"
+    metric: str  # "train" or "score" (entropy over a pool, then top-k)
     images: int  # per timed block
     reference: float  # images/s, median block
     altui: float
@@ -132,8 +133,10 @@ def reference_scores(
 
 
 def reference_picks(
-    model: nn.Module, ds: ReferenceDataset, indices: list[int], k: int, device: torch.device, workers: int = 0,
+    model: nn.Module, ds: ReferenceDataset, indices: list[int], k: int, device: torch.device,
+    workers: int = 0,
 ) -> torch.Tensor:
+    """The k most uncertain of `indices`: host-side entropies, then argsort."""
     scores = reference_scores(model, ds, indices, device, workers)
     return torch.tensor(indices)[torch.argsort(scores, descending=True)[:k]]
 
@@ -149,6 +152,7 @@ def altui_train(
 
 
 def altui_picks(model: nn.Module, data: DeviceData, indices: torch.Tensor, k: int) -> list[int]:
+    """The k most uncertain of `indices`, as the round loop acquires them."""
     scores = acquire.score(model, data, indices, "entropy", ALTUI_SCORE_BATCH)
     return acquire.top_k(indices, scores, k)[0].tolist()
 
@@ -163,7 +167,7 @@ def case_dataset(case: Case, pool: int = POOL, seed: int = 0) -> Dataset:
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (pool, case.channels, case.size, case.size), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (pool,), generator=g)
-    xf = x.double() / 255
+    xf = x.float() / 255
     mean = tuple(xf.mean(dim=(0, 2, 3)).tolist())
     std = tuple(xf.std(dim=(0, 2, 3), correction=0).tolist())
     return Dataset("random", x, y, x[:1], y[:1], 10, mean, std, augment=case.augment)
@@ -198,12 +202,12 @@ def measure(
     each sets the block size so that the slower loop takes about `seconds` (a multiple of `step`).
     Then `repeats` alternating timed blocks of each; the median block counts.
     """
-    small = images or 2 * step
+    small = images or step
     run_reference(small)
     run_altui(small)
     if images is None:
-        rate = small / max(timed(lambda: run_reference(small), device), timed(lambda: run_altui(small), device))
-        images = max(step, round(seconds * rate / step) * step)
+        slowest = max(timed(lambda: run_reference(small), device), timed(lambda: run_altui(small), device))
+        images = max(step, round(seconds * small / slowest / step) * step)
     ref, alt = [], []
     for _ in range(repeats):
         ref.append(timed(lambda: run_reference(images), device))
@@ -240,7 +244,8 @@ def bench_case(
         altui_train(alt_model, data, torch.arange(n, device=device) % pool, cfg, generator)
 
     def ref_score(n: int) -> None:
-        reference_picks(ref_model, ref_eval_ds, [i % pool for i in range(n)], max(1, n // 10), device, workers)
+        indices = [i % pool for i in range(n)]
+        reference_picks(ref_model, ref_eval_ds, indices, max(1, n // 10), device, workers)
 
     def alt_score(n: int) -> None:
         altui_picks(alt_model, data, torch.arange(n, device=device) % pool, max(1, n // 10))
@@ -249,6 +254,8 @@ def bench_case(
     n, ref, alt = measure(ref_train, alt_train, device, case.batch, seconds, repeats, images)
     results = [BenchResult(case.name, "train", n, ref, alt)]
     log(f"{case.name}: scoring")
+    ref_model.load_state_dict(init)
+    alt_model.load_state_dict(init)
     n, ref, alt = measure(ref_score, alt_score, device, REFERENCE_SCORE_BATCH, seconds, repeats, images)
     results.append(BenchResult(case.name, "score", n, ref, alt))
     return results
@@ -279,12 +286,12 @@ def describe_device(device: str) -> str:
     return f"cpu, {torch.get_num_threads()} threads"
 
 
-def results_table(results: Sequence[BenchResult], title: str = "") -> Table:
-    table = Table(title=title or None, header_style="bold")
+def results_table(results: Sequence[BenchResult]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
     table.add_column("case")
-    for col in ("images/block", "reference img/s", "altui img/s", "ratio"):
+    for col in ("images", "reference img/s", "altui img/s", "ratio"):
         table.add_column(col, justify="right")
     for r in results:
-        label = f"{r.case} {'train' if r.metric == 'train' else 'score (entropy)'}"
-        table.add_row(label, str(r.images), f"{r.reference:,.0f}", f"{r.altui:,.0f}", f"{r.ratio:.2f}x")
+        table.add_row(f"{r.case} {r.metric}", str(r.images), f"{r.reference:,.0f}", f"{r.altui:,.0f}",
+                      f"{r.ratio:.2f}")
     return table

@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+# Piped output (altui ls | grep ...) keeps whole run names instead of cutting them to 80 columns.
+wide = out if out.is_terminal else Console(width=240)
 
 
 def db_path(ctx: typer.Context) -> Path:
@@ -93,7 +95,8 @@ class ProgressSink:
         self.progress, self.rounds_task, self.epochs_task = progress, rounds_task, epochs_task
 
     def log(self, message: str, level: str = "info") -> None:
-        self.progress.console.print(f"  {message}", style="yellow" if level != "info" else "dim")
+        if level != "info":  # round summaries come from round_done; the store keeps every line
+            self.progress.console.print(f"  {message}", style="yellow", highlight=False)
 
     def epoch_done(self, stats) -> None:
         self.progress.update(self.epochs_task, completed=stats.epoch, total=stats.epochs,
@@ -177,17 +180,377 @@ def list_runs(
             fmt(r["n_labeled"]), fmt(r["accuracy"], ".4f"), fmt(r["weight_decay"], ".3g"),
             fmt(r["effective_channels"]), str(r["attempt"]),
         )
-    out.print(table if rows else f"no runs in {db_path(ctx)}")
+    wide.print(table if rows else f"no runs in {db_path(ctx)}")
 
 
 # Commands of the worker, dashboard, report and benchmark modules register below.
 # <commands:worker>
+worker_app = typer.Typer(help="The background worker that runs queued runs (docs/worker.md).",
+                         no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+
+
+def tell(text: str) -> None:
+    """One message as it is: never wrapped (paths stay whole), no markup (names may hold brackets)."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def id_ranges(ids: list[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9": queueing a sweep adds many consecutive ids."""
+    parts: list[list[int]] = []
+    for i in sorted(ids):
+        if parts and i == parts[-1][1] + 1:
+            parts[-1][1] = i
+        else:
+            parts.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
+
+
+@app.command("queue")
+def queue_runs(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
+    names: Annotated[list[str] | None, typer.Argument(help="Experiments to queue (default: all).")] = None,
+) -> None:
+    """Queue experiments' runs for the worker. Runs already in the store are left as they are."""
+    from altui.worker import worker_status
+
+    spec = read_spec(file)
+    names = names or [e.name for e in spec.experiments]
+    for name in names:  # check every name before writing anything
+        try:
+            spec.get(name)
+        except SpecError as e:
+            fail(str(e))
+    added = 0
+    with open_store(ctx) as store:
+        for name in names:
+            ids, existing = queue_experiment(store, spec, name)
+            added += len(ids)
+            new = f"{len(ids)} new run(s)" + (f" (ids {id_ranges(ids)})" if ids else "")
+            tell(f"{name}: {new}, {existing} already in the store")
+    if added and worker_status(db_path(ctx)) is None:
+        tell("no worker is running: start one with `altui worker start`")
+
+
+@worker_app.command("start")
+def worker_start(
+    ctx: typer.Context,
+    gpus: Annotated[str, typer.Option(help="auto (visible GPUs, else the CPU), cpu, or ids: 0,1")] = "auto",
+    slots_per_gpu: Annotated[int, typer.Option(min=1, help="Runs at once per GPU (or on the CPU).")] = 1,
+    max_attempts: Annotated[int, typer.Option(min=1, help="Starts of a run before a crash fails it.")] = 3,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Serve in this terminal.")] = False,
+) -> None:
+    """Start the worker in the background (it outlives the terminal and SSH); no-op if one runs."""
+    from altui.worker import WorkerError, start_worker, worker_status
+
+    db = db_path(ctx)
+    running = worker_status(db)
+    if running is None and foreground:
+        tell(f"serving {db} in the foreground; Ctrl-C stops the worker and requeues its runs")
+    try:
+        started = running is None and start_worker(db, gpus, slots_per_gpu, not foreground, max_attempts)
+    except WorkerError as e:
+        fail(str(e))
+    status = worker_status(db) if running is None else running
+    if not started:
+        tell(f"a worker is already running for {db} (pid {status['pid'] if status else '?'})")
+    elif not foreground:
+        tell(f"worker started (pid {status['pid'] if status else '?'}); log: {db.parent / 'worker.log'}")
+
+
+@worker_app.command("stop")
+def worker_stop(ctx: typer.Context) -> None:
+    """Stop the worker. Its runs are requeued and resume from their last round at the next start."""
+    from altui.worker import WorkerError, stop_worker, worker_status
+
+    status = worker_status(db_path(ctx))
+    if status is None:
+        tell(f"no worker is running for {db_path(ctx)}")
+        return
+    tell(f"stopping the worker (pid {status['pid']}) and its runs ...")
+    try:
+        stop_worker(db_path(ctx))
+    except WorkerError as e:
+        fail(str(e))
+    tell("worker stopped; its runs are queued and resume when a worker starts")
+
+
+@worker_app.command("status")
+def worker_show(ctx: typer.Context) -> None:
+    """Whether a worker serves the store: pid, heartbeat, slots, queue."""
+    from datetime import datetime, timezone
+
+    from altui.store import parse_time
+    from altui.worker import worker_status
+
+    status = worker_status(db_path(ctx))
+    with open_store(ctx) as store:
+        counts = {s: len(store.runs(status=s)) for s in ("running", "queued")}
+    queue = f"queue: {counts['running']} running, {counts['queued']} queued" + (
+        " (paused)" if status and status["paused"] else "")
+    if status is None:
+        tell(f"no worker is running for {db_path(ctx)}; {queue}")
+        return
+    beat = parse_time(status["heartbeat"])
+    age = f"{(datetime.now(timezone.utc) - beat).total_seconds():.0f} s ago" if beat else "not yet"
+    tell(f"worker pid {status['pid']}, started {status['started']}, heartbeat {age}\n"
+         f"slots: {', '.join(status['slots']) or 'starting'}\n{queue}\nlog: {status['log']}")
+
+
+@app.command()
+def cancel(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
+    """Cancel queued or running runs; a running one stops within seconds and keeps its rounds."""
+    with open_store(ctx) as store:
+        ids = store.resolve(runs)
+        changed = store.cancel(ids)
+        for rid in ids:
+            r = store.run(rid)
+            note = "cancelled" if rid in changed else f"not cancelled: it is {r['status']}"
+            tell(f"{rid} {r['name']}: {note}")
+
+
+@app.command()
+def retry(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
+    """Queue failed or cancelled runs again; they resume after their last completed round."""
+    with open_store(ctx) as store:
+        ids = store.resolve(runs)
+        changed = store.retry(ids)
+        for rid in ids:
+            r = store.run(rid)
+            note = "queued again" if rid in changed else f"not retried: it is {r['status']}"
+            tell(f"{rid} {r['name']}: {note}")
+
+
+@app.command()
+def pause(ctx: typer.Context) -> None:
+    """Pause the queue: the worker starts no new run; running runs go on."""
+    with open_store(ctx) as store:
+        store.set_paused(True)
+    tell("queue paused (running runs go on); `altui resume` resumes it")
+
+
+@app.command()
+def resume(ctx: typer.Context) -> None:
+    """Resume the queue."""
+    with open_store(ctx) as store:
+        store.set_paused(False)
+    tell("queue resumed")
+
+
+def print_events(store: Store, run_id: int, after: int) -> int:
+    """Print a run's events after event id `after`; returns the last id printed."""
+    for e in store.events(run_id, after=after, limit=100_000):
+        level = "" if e["level"] == "info" else f"{e['level'].upper()} "
+        tell(f"{e['at'][:19].replace('T', ' ')} {level}{e['message']}")
+        after = e["id"]
+    return after
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="A run id or name.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+) -> None:
+    """A run's log: its events (rounds, recoveries, errors). Its process output is in
+    <db folder>/<run id>/output.log."""
+    import time
+
+    with open_store(ctx) as store:
+        run_id = store.resolve([run])[0]
+        last = print_events(store, run_id, 0)
+        try:
+            while follow and store.run(run_id)["status"] in ("queued", "running"):
+                time.sleep(1.0)
+                last = print_events(store, run_id, last)
+            if follow:
+                time.sleep(0.5)  # lines logged just after the run's end
+                print_events(store, run_id, last)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        r = store.run(run_id)
+        tell(f"run {run_id} {r['name']}: {r['status']}")
+        if r["status"] == "failed" and r["error"]:
+            tell(r["error"])
 # </commands:worker>
 # <commands:ui>
+EXPERIMENTS_FILE = Path("experiments.toml")
+
+
+@app.command("ui")
+def ui(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Option(help="The experiments file to queue from.")] = EXPERIMENTS_FILE,
+) -> None:
+    """Open the dashboard (needs a terminal; same as `altui` alone). See docs/dashboard.md."""
+    from altui.tui.app import run_ui
+
+    run_ui(db_path(ctx), file)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Option(help="The experiments file.")] = EXPERIMENTS_FILE,
+    experiment: Annotated[str, typer.Option(help="The experiment to queue.")] = "digits-demo",
+) -> None:
+    """Queue the offline digits demo, start a worker if none runs, and open the dashboard."""
+    from altui.tui.app import run_ui
+    from altui.worker import WorkerError, start_worker, worker_status
+
+    spec = read_spec(file)
+    with open_store(ctx) as store:
+        ids, existing = queue_experiment(store, spec, experiment)
+    out.print(f"{experiment}: queued {len(ids)} new run(s), {existing} already in {db_path(ctx)}",
+              highlight=False)
+    status = worker_status(db_path(ctx))
+    if status is None:
+        try:
+            start_worker(db_path(ctx))
+        except WorkerError as e:
+            fail(str(e))
+        status = worker_status(db_path(ctx)) or {}
+        out.print(f"started a worker (pid {status.get('pid')}); log: {status.get('log')}", highlight=False)
+    else:
+        out.print(f"a worker is already running (pid {status['pid']})", highlight=False)
+    out.print("opening the dashboard; quitting it (ctrl+q) leaves the runs going", highlight=False)
+    run_ui(db_path(ctx), file)
 # </commands:ui>
 # <commands:report>
+def fail_plain(message: str) -> None:
+    """fail() with text that may hold brackets ("altui[report]", user input): no Rich markup."""
+    from rich.markup import escape
+
+    fail(escape(message))
+
+
+def check_experiment(store: Store, name: str | None) -> None:
+    if name is not None and store.experiment(name) is None:
+        fail_plain(f"no experiment {name!r} in {store.path} (see `altui ls`)")
+
+
+@app.command("export")
+def export_table(
+    ctx: typer.Context,
+    format_: Annotated[str, typer.Option("--format", "-f", help="csv, json, jsonl, md or latex.")] = "csv",
+    table: Annotated[str, typer.Option(
+        "--table", "-t", help="runs, rounds, epochs, channels, picks, or summary (mean and 95% bootstrap "
+                              "interval over seeds).")] = "summary",
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not to stdout.")] = None,
+    interval: Annotated[str, typer.Option(
+        help="Summary cells in md/latex: pm (mean ± half-width) or range (mean \\[lo, hi]).")] = "pm",
+) -> None:
+    """Export a table of the store (streamed for csv, json, jsonl). Formats: docs/export.md."""
+    from altui import report
+
+    for value, allowed, what in ((format_, report.FORMATS, "format"), (table, report.TABLES, "table"),
+                                 (interval, report.INTERVALS, "interval")):
+        if value not in allowed:
+            fail_plain(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+    with open_store(ctx) as store:
+        check_experiment(store, experiment)
+        if output is None:
+            report.export(store, table, format_, sys.stdout, experiment, interval)
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w", encoding="utf-8", newline="") as fp:
+            count = report.export(store, table, format_, fp, experiment, interval)
+    err.print(f"wrote {count} rows to {output}", highlight=False)
+
+
+@app.command("plot")
+def plot_curves(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(
+        metavar="EXPERIMENT|RUN", help="An experiment, or a run id or name.")],
+    metric: Annotated[str, typer.Option(help="accuracy, weight_decay or effective_channels.")] = "accuracy",
+    out_file: Annotated[Path | None, typer.Option(
+        "--out",  # "\\[": a bracket, not Rich markup
+        help="Draw the paper-style figure into FILE.png, .svg or .pdf (needs altui\\[report]).",
+    )] = None,
+) -> None:
+    """Plot a metric: one curve per method (mean over seeds) of an experiment, or one run's curve."""
+    import shutil
+
+    from altui import plotting
+
+    if metric not in plotting.METRICS:
+        fail_plain(f"unknown metric {metric!r}; allowed: {', '.join(plotting.METRICS)}")
+    with open_store(ctx) as store:
+        if store.experiment(target) is not None:
+            series = plotting.experiment_series(store.result_rows(experiment=target), metric)
+        else:
+            run_id = store.resolve([target])[0]
+            series = plotting.run_series(store.result_rows(run_id=run_id), metric)
+    if not series:
+        fail_plain(f"{target}: no round is recorded yet")
+    info = plotting.METRICS[metric]
+    title = f"{target}: {metric.replace('_', ' ')}"
+    if out_file is None:
+        size = shutil.get_terminal_size((100, 30))
+        chart = plotting.render_text(series, title, info.xlabel, info.ylabel, width=size.columns,
+                                     height=max(15, min(size.lines - 4, 30)), color=sys.stdout.isatty())
+        sys.stdout.write(chart + "\n")
+        return
+    if out_file.suffix.lower() not in (".png", ".svg", ".pdf"):
+        fail_plain(f"--out {out_file}: allowed: a .png, .svg or .pdf file")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plotting.save_figure(series, out_file, title, info.xlabel, info.ylabel)
+    except plotting.MatplotlibMissing as e:
+        fail_plain(str(e))
+    out.print(f"wrote {out_file}", highlight=False)
+
+
+@app.command("report")
+def write_report(
+    ctx: typer.Context,
+    experiment: Annotated[str, typer.Argument(help="The experiment to report.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write FILE.md (figures as PNG files beside it); default: stdout.")] = None,
+) -> None:
+    """A Markdown reproduction report: settings, summary table, figures, the paper's numbers."""
+    from altui import report
+
+    with open_store(ctx) as store:
+        check_experiment(store, experiment)
+        if output is not None:  # figures are written beside the report, before it
+            output.parent.mkdir(parents=True, exist_ok=True)
+        text = report.reproduction_report(store, experiment, output)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
 # </commands:report>
 # <commands:bench>
+@app.command()
+def bench(
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seconds: Annotated[float, typer.Option(min=0.01, help="Seconds of the slower loop's timed block.")] = 2.0,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed blocks of each loop; the median counts.")] = 3,
+    images: Annotated[int | None, typer.Option(min=1, help="Images per block, instead of --seconds.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="The reference DataLoader's num_workers.")] = 0,
+) -> None:
+    """Images/s of altui's training and pool scoring against a per-sample DataLoader loop.
+
+    See docs/benchmarks.md."""
+    import torch
+
+    from altui.al.config import ConfigError
+    from altui.bench import describe_device, results_table, run_bench
+
+    try:
+        where = describe_device(device)
+        results = run_bench(device, seconds, repeats, images, workers,
+                            log=lambda m: err.print(f"  {m}", style="dim", highlight=False))
+    except ConfigError as e:
+        fail(str(e))
+    out.print(f"altui bench: {where}, torch {torch.__version__}, reference DataLoader num_workers={workers}, "
+              f"median of {repeats} blocks", highlight=False)
+    out.print(results_table(results))
 # </commands:bench>
 
 

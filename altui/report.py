@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from altui.store import Store
+from altui import paper_numbers
+from altui.paper_numbers import PaperQuote, PaperTable
+from altui.store import Store, StoreError
 
 RAW_TABLES = Store.EXPORT_TABLES
 TABLES = (*RAW_TABLES, "summary")
@@ -58,7 +64,8 @@ def bootstrap_interval(values: Sequence[float], resamples: int = BOOTSTRAP_RESAM
     return float(low), float(high)
 
 
-def summarize(rows: Iterable[dict[str, Any]], metric: str = "accuracy", x: str = "n_labeled") -> list[SummaryRow]:
+def summarize(rows: Iterable[dict[str, Any]], metric: str = "accuracy",
+              x: str = "n_labeled") -> list[SummaryRow]:
     """Mean and bootstrap interval over seeds of `metric`, per experiment, method, sweep point and `x`.
 
     Groups keep the order in which they first appear (run order); x values are sorted. The values of a
@@ -91,8 +98,10 @@ def _foldable_keys(cells: Sequence[SummaryRow]) -> list[str]:
 
     Table 1 sweeps `initial` with one round per run: without folding, each (method, initial, decay) row
     would hold one cell; folded, a row is a decay and its cells run along the labeled counts, as in
-    the paper.
+    the paper. Only one-cell sweep points fold: longer curves of different settings stay apart.
     """
+    if len({(c.method, json.dumps(c.sweep)) for c in cells}) < len(cells):
+        return []
     folded: list[str] = []
     keys = list(dict.fromkeys(k for c in cells for k in c.sweep))
     for key in keys:
@@ -119,8 +128,11 @@ def table_grid(cells: Sequence[SummaryRow]) -> tuple[list[int], dict[str, dict[i
 
 
 def format_cell(cell: SummaryRow, interval: str = "pm") -> str:
-    """Percent with 2 decimals: "98.12 ± 0.31" (half the interval's width) or "98.12 [97.80, 98.41]"."""
+    """Percent with 2 decimals: "98.12 ± 0.31" (half the interval's width) or "98.12 [97.80, 98.41]";
+    one seed gives no interval, so its cell is the value alone."""
     mean, low, high = 100 * cell.mean, 100 * cell.ci_low, 100 * cell.ci_high
+    if cell.seeds == 1:
+        return f"{mean:.2f}"
     if interval == "range":
         return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
     return f"{mean:.2f} ± {(high - low) / 2:.2f}"
@@ -275,3 +287,116 @@ def export(store: Store, table: str, fmt: str, fp: TextIO, experiment: str | Non
     listed = list(rows)
     fp.write(plain_table(listed, columns_of(store, table), fmt))
     return len(listed)
+
+
+# ---- reproduction report ---------------------------------------------------------------------
+
+
+def _matches(cell: SummaryRow, method: str, sweep: dict[str, Any], n_labeled: int) -> bool:
+    def same(a: Any, b: Any) -> bool:
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        return math.isclose(a, b) if numbers else a == b  # 0.1 read back from JSON is still 0.1
+
+    return (cell.method == method and cell.n_labeled == n_labeled
+            and all(k in cell.sweep and same(cell.sweep[k], v) for k, v in sweep.items()))
+
+
+def find_cell(cells: Iterable[SummaryRow], method: str, sweep: dict[str, Any],
+              n_labeled: int) -> SummaryRow | None:
+    return next((c for c in cells if _matches(c, method, sweep, n_labeled)), None)
+
+
+def _ours(cell: SummaryRow | None) -> str:
+    return format_cell(cell) if cell else "–"
+
+
+def paper_table_comparison(table: PaperTable, cells: dict[str, list[SummaryRow]]) -> str:
+    """The paper's table with our numbers beside each of its cells: "paper / ours"; `cells` holds the
+    summary of each experiment the table draws on."""
+    lines = [f"**{table.title}** (paper / ours, %)\n",
+             "| | " + " | ".join(str(c) for c in table.columns) + " |",
+             "|---|" + "---:|" * len(table.columns)]
+    for row in table.rows:
+        source = cells.get(row.experiment or table.experiment, [])
+        texts = [f"{paper:.2f} / {_ours(find_cell(source, row.method, row.sweep, n))}"
+                 for n, paper in zip(table.columns, row.values, strict=True)]
+        where = f" (ours: {row.experiment})" if row.experiment else ""
+        lines.append(f"| {row.label}{where} | " + " | ".join(texts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def quotes_comparison(quotes: Sequence[PaperQuote], cells: Sequence[SummaryRow]) -> str:
+    """The numbers the paper's text quotes, beside ours at the same labeled count."""
+    lines = ["| Method (paper) | Where | Labels | Paper | Ours | Seeds |", "|---|---|---:|---:|---:|---:|"]
+    for q in quotes:
+        cell = find_cell(cells, q.method, {}, q.n_labeled)
+        seeds = cell.seeds if cell else 0
+        lines.append(f"| {q.label} | {q.where} | {q.n_labeled} | {q.value:.2f} | {_ours(cell)} | {seeds} |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(store: Store, experiment: str, metric: str, out: Path | None) -> str:
+    """A PNG beside the report when matplotlib is there and the report is a file; else a text chart."""
+    from altui import plotting  # plotting builds on this module's summary
+
+    info = plotting.metric_info(metric)
+    series = plotting.experiment_series(store.result_rows(experiment), metric)
+    title = f"{experiment}: {metric.replace('_', ' ')}"
+    if out is not None:
+        try:
+            png = plotting.save_figure(series, out.parent / f"{out.stem}-{metric}.png", title,
+                                       info.xlabel, info.ylabel)
+            return f"![{title}]({png.name})\n"
+        except plotting.MatplotlibMissing:
+            pass
+    chart = plotting.render_text(series, title, info.xlabel, info.ylabel, width=100, height=24, color=False)
+    return f"```text\n{chart}\n```\n"
+
+
+def reproduction_report(store: Store, experiment: str, out: Path | None = None) -> str:
+    """A Markdown report of one experiment: settings, summary table, figures, and the paper's
+    numbers beside ours where the experiment is one of the paper's. Figures are PNG files beside
+    `out` when matplotlib is installed, else text charts in the report."""
+    row = store.experiment(experiment)
+    if row is None:
+        raise StoreError(f"no experiment {experiment!r} in {store.path} (see `altui ls`)")
+    runs = store.runs(experiment=experiment)
+    cells = summarize(store.result_rows(experiment))
+    statuses = ", ".join(f"{n} {s}" for s, n in Counter(r["status"] for r in runs).items())
+    seeds = sorted({r["seed"] for r in runs})
+    paper = paper_numbers.FIGURES.get(experiment)
+    figure = f" Reproduces the paper's {paper}." if paper else ""
+    parts = [
+        f"# Reproduction report: {experiment}\n",
+        f"Store `{store.path}`, generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.{figure}\n",
+        f"{len(runs)} runs ({statuses or 'none'}); seeds {', '.join(map(str, seeds)) or '–'}.\n",
+        "## Settings\n",
+        f"```json\n{json.dumps(json.loads(row['spec_json']), indent=2)}\n```\n",
+        "## Results\n",
+        "Test accuracy (%) by number of labeled images: mean over seeds ± half the width of the 95% "
+        f"interval from {BOOTSTRAP_RESAMPLES} bootstrap resamples of the seeds; best of each column "
+        "in bold.\n",
+        markdown_table(cells) if cells else "No round is recorded yet.\n",
+    ]
+    if cells:
+        multi_round = max(r["rounds_done"] for r in runs) > 1
+        metrics = ("accuracy", "weight_decay", "effective_channels") if multi_round else ("accuracy",)
+        parts += ["## Figures\n", *(_figure(store, experiment, m, out) for m in metrics)]
+    parts += _paper_section(store, experiment, cells)
+    return "\n".join(parts)
+
+
+def _paper_section(store: Store, experiment: str, cells: list[SummaryRow]) -> list[str]:
+    table = paper_numbers.TABLES.get(experiment)
+    quotes = paper_numbers.quotes_for(experiment)
+    if table is None and not quotes:
+        return []
+    parts = ["## The paper's numbers\n"]
+    if table is not None:
+        sources = {experiment: cells}
+        for other in {r.experiment for r in table.rows if r.experiment}:
+            sources[other] = summarize(store.result_rows(other))
+        parts.append(paper_table_comparison(table, sources))
+    if quotes:
+        parts.append(quotes_comparison(quotes, cells))
+    return parts

@@ -391,7 +391,9 @@ class Store:
         if table not in self.EXPORT_TABLES:  # the name goes into SQL text: only known tables
             raise StoreError(f"cannot export table {table!r}; allowed: {', '.join(self.EXPORT_TABLES)}")
 
-    def result_rows(self, experiment: str | None = None, run_id: int | None = None) -> Iterator[dict[str, Any]]:
+    def result_rows(
+        self, experiment: str | None = None, run_id: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Per-round numbers with their run's experiment, method, sweep point and seed, ordered by
         experiment, run and round: what the summary, plots and report aggregate."""
         where, params = [], []

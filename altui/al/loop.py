@@ -56,6 +56,8 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
             f"initial + (rounds - 1) * budget = {needed} labels, but {cfg.dataset!r} has a pool of {pool}"
         )
     data = DeviceData.from_dataset(ds, device, cfg.augment)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     in_channels, size = ds.x.shape[1], ds.x.shape[2]
 
     def new_model(seed: int) -> nn.Module:
@@ -93,13 +95,14 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
         labeled_t = torch.tensor(labeled, device=device)
         seen = len(labeled) - cfg.budget if t > 0 else 0
         gen = torch.Generator(device).manual_seed(stream_seed(cfg.seed, t, TRAIN))
+        net = torch.compile(model) if cfg.compile else model  # shares the parameters of `model`
         t0 = time.perf_counter()
-        train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module)
-        accuracy, test_loss = evaluate(model, data, cfg.eval_batch_size)
+        train_round(cfg, t, net, data, labeled_t, lam, gen, sink, teacher, seen, loss_module)
+        accuracy, test_loss = evaluate(net, data, cfg.eval_batch_size)
         train_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        picks, scores = ([], []) if t == cfg.rounds - 1 else _acquire(cfg, t, model, loss_module, data, labeled)
+        picks, scores = ([], []) if t == cfg.rounds - 1 else _acquire(cfg, t, net, loss_module, data, labeled)
         acquire_seconds = time.perf_counter() - t0
         class_counts = torch.bincount(ds.y[torch.tensor(picks, dtype=torch.long)], minlength=ds.classes)
 

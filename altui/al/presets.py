@@ -57,7 +57,7 @@ def resolve(preset: str | None, fields: dict[str, Any], method: dict[str, Any] |
         merged.update(fields)
         if "weight_decay" in p:
             merged["weight_decay"] = p["weight_decay"]
-        elif p["wd_schedule"] == "fixed":
+        elif merged["wd_schedule"] == "fixed":
             rounds = merged.get("rounds", base.rounds)
             initial = merged.get("initial", base.initial)
             budget = merged.get("budget", base.budget)

@@ -1,0 +1,5 @@
+"""`python -m altui`: the altui command."""
+
+from altui.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The Textual dashboard: a disposable client of the store (see docs/dashboard.md)."""

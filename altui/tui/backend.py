@@ -1,0 +1,194 @@
+"""What the dashboard knows of the world: reads of the store and of experiments.toml, and the few
+actions it takes. No widgets here; the app calls these from thread workers.
+
+Every call opens its own Store (so a thread never shares a connection) and closes it at once: a
+dashboard never holds a read transaction open that would stop the WAL from being checkpointed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from altui.spec import SpecError, SpecFile, load_spec
+from altui.store import Store
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    name: str
+    runs: int  # how many runs the experiment expands to
+
+
+@dataclass(frozen=True)
+class ExperimentsState:
+    """experiments.toml as last read: its experiments, or why it cannot be used."""
+
+    path: str
+    version: tuple[int, int] | None  # (mtime_ns, size): a change means the file was edited
+    experiments: tuple[ExperimentInfo, ...] = ()
+    issues: tuple[str, ...] = ()  # "line 12: experiment[0].rounds: must be ..."
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """What the run view shows of one run."""
+
+    run: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    channels: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    runs: list[dict[str, Any]]  # Store.runs(): every run with its progress
+    curves: dict[int, list[dict[str, Any]]]  # run id -> its rounds
+    paused: bool
+    worker: dict[str, Any] | None  # worker_status(); None when no worker serves the store
+    experiments: ExperimentsState
+    taken_at: datetime
+    detail: RunDetail | None = None
+
+
+def issue_text(issue: Any) -> str:
+    where = f"line {issue.line}: " if issue.line else ""
+    return f"{where}{issue.key}: {issue.message}" if issue.key else f"{where}{issue.message}"
+
+
+class Backend:
+    """The dashboard's only way to the store, experiments.toml and the worker."""
+
+    def __init__(
+        self, db: Path, experiments: Path, clock: Clock = utc_now, start_worker_on_queue: bool = True
+    ):
+        self.db = Path(db)
+        self.experiments = Path(experiments)
+        self.clock = clock
+        self.start_worker_on_queue = start_worker_on_queue
+        self.detail_run: int | None = None  # set by the UI; the run whose details a snapshot carries
+        # Touched only by the polling thread (polls never overlap).
+        self._spec_state: ExperimentsState | None = None
+        self._curves: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        detail_id = self.detail_run
+        with Store(self.db) as store:
+            runs = store.runs()
+            curves = {r["id"]: self._rounds(store, r) for r in runs}
+            paused = store.paused()
+            row = next((r for r in runs if r["id"] == detail_id), None)
+            detail = None if row is None else RunDetail(
+                row, curves[row["id"]], store.channels(row["id"]), store.events(row["id"], limit=50)
+            )
+        experiments = self.read_experiments()
+        return Snapshot(runs, curves, paused, self.worker_status(), experiments, self.clock(), detail)
+
+    def _rounds(self, store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
+        """A run's rounds, read again only when it has recorded a new one (rounds never change)."""
+        cached = self._curves.get(run["id"])
+        if cached is None or cached[0] != run["rounds_done"]:
+            cached = (run["rounds_done"], store.rounds(run["id"]))
+            self._curves[run["id"]] = cached
+        return cached[1]
+
+    def read_experiments(self) -> ExperimentsState:
+        """experiments.toml, parsed again only when its mtime or size changed."""
+        try:
+            st = self.experiments.stat()
+            version: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            version = None
+        if self._spec_state is not None and self._spec_state.version == version:
+            return self._spec_state
+        path = str(self.experiments)
+        if version is None:
+            state = ExperimentsState(path, None, issues=(f"no {path} here: nothing to queue",))
+        else:
+            try:
+                spec = load_spec(self.experiments)
+                infos = tuple(ExperimentInfo(e.name, len(e.runs)) for e in spec.experiments)
+                state = ExperimentsState(path, version, infos)
+            except SpecError as e:
+                state = ExperimentsState(path, version, issues=tuple(issue_text(i) for i in e.issues))
+        self._spec_state = state
+        return state
+
+    def worker_status(self) -> dict[str, Any] | None:
+        try:
+            from altui.worker import worker_status
+        except ImportError:  # the worker module is optional to the dashboard
+            return None
+        return worker_status(self.db)
+
+    # ---- actions: each returns a line for the user ---------------------------------------------
+
+    def queue(self, names: list[str]) -> str:
+        if not names:
+            return "no experiment to queue: highlight one in the experiments pane"
+        spec = load_spec(self.experiments)  # SpecError: the pane already lists the problems
+        added = existing = 0
+        with Store(self.db) as store:
+            for name in names:
+                ids, known = enqueue(store, spec, name)
+                added, existing = added + len(ids), existing + known
+        text = f"queued {added} run(s) of {', '.join(names)}"
+        if existing:
+            text += f"; {existing} already in the store"
+        if added and self.start_worker_on_queue and self.worker_status() is None:
+            text += "; " + self.start_worker()
+        return text
+
+    def cancel(self, ids: list[int]) -> str:
+        with Store(self.db) as store:
+            done = store.cancel(ids)
+        return f"cancelled {_ids(done)}" if done else "nothing to cancel: only queued or running runs can be"
+
+    def retry(self, ids: list[int]) -> str:
+        with Store(self.db) as store:
+            done = store.retry(ids)
+        if not done:
+            return "nothing to retry: only failed or cancelled runs can be"
+        return f"queued {_ids(done)} again"
+
+    def set_paused(self, paused: bool) -> str:
+        with Store(self.db) as store:
+            store.set_paused(paused)
+        return "queue paused: running runs go on, no new one starts" if paused else "queue resumed"
+
+    def toggle_pause(self) -> str:
+        with Store(self.db) as store:
+            paused = store.paused()
+        return self.set_paused(not paused)
+
+    def start_worker(self) -> str:
+        from altui.worker import start_worker
+
+        if start_worker(self.db):
+            return f"started a worker for {self.db}"
+        return "a worker already serves this store"
+
+
+def enqueue(store: Store, spec: SpecFile, name: str) -> tuple[list[int], int]:
+    """Add one experiment's runs; returns the new run ids and how many were already there."""
+    exp = spec.get(name)
+    ids = store.enqueue(exp.name, spec.path, exp.table, [
+        {"name": r.name, "method": r.method, "seed": r.seed, "sweep": r.sweep, "config": r.config.to_dict()}
+        for r in exp.runs
+    ])
+    return ids, len(exp.runs) - len(ids)
+
+
+def _ids(ids: list[int]) -> str:
+    return ("run " if len(ids) == 1 else "runs ") + ", ".join(f"#{i}" for i in ids)

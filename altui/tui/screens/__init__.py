@@ -1,0 +1,1 @@
+"""The dashboard's screens: the main screen, a run's view and the help."""

@@ -1,0 +1,171 @@
+"""One run's view: effective channels per layer, the |gamma| and pick histograms of a round, the log."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from altui.store import parse_time
+from altui.tui.backend import RunDetail, Snapshot
+from altui.tui.widgets.plot import PlotWidget
+from altui.tui.widgets.status import StatusLine
+
+if TYPE_CHECKING:
+    from altui.tui.app import AltuiApp
+
+MAX_LAYERS_PLOTTED = 8
+LEVEL_STYLE = {"warning": "yellow", "error": "bold red"}
+
+
+def layer_table(channels: list[dict[str, Any]]) -> dict[str, dict[int, tuple[int, int]]]:
+    """layer -> round -> (effective, channels), layers in network order."""
+    table: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+    for c in channels:
+        table[c["layer"]][c["round"]] = (c["effective"], c["channels"])
+    return table
+
+
+def layers_to_plot(table: dict[str, dict[int, tuple[int, int]]]) -> list[str]:
+    """All layers when few; else those whose share of effective channels fell the most."""
+    if len(table) <= MAX_LAYERS_PLOTTED:
+        return list(table)
+
+    def drop(layer: str) -> float:
+        rounds = table[layer]
+        first, last = rounds[min(rounds)], rounds[max(rounds)]
+        return first[0] / first[1] - last[0] / last[1]
+
+    keep = set(sorted(table, key=drop, reverse=True)[:MAX_LAYERS_PLOTTED])
+    return [layer for layer in table if layer in keep]
+
+
+class RunScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "back"),
+        Binding("left", "round(-1)", "round-", priority=True),
+        Binding("right", "round(1)", "round+", priority=True),
+        Binding("c", "cancel", "cancel"),
+        Binding("r", "retry", "retry"),
+    ]
+
+    app: AltuiApp
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.round: int | None = None  # the round whose histograms are shown; None: the last one
+        self.detail: RunDetail | None = None
+        self._channels_key: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Horizontal(id="run-top"):
+            yield DataTable(id="channels", cursor_type="none", zebra_stripes=True)
+            yield PlotWidget("effective channels per layer", id="plot-layers")
+        with Horizontal(id="run-middle"):
+            yield PlotWidget("|γ| histogram", kind="bar", id="plot-gamma")
+            yield PlotWidget("classes picked", kind="bar", id="plot-picks")
+        with VerticalScroll(id="log"):
+            yield Static(id="log-text")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#status", StatusLine).show(None, f"run #{self.run_id}")
+
+    def apply(self, snapshot: Snapshot) -> None:
+        detail = snapshot.detail if snapshot.detail and snapshot.detail.run["id"] == self.run_id else None
+        run = detail.run if detail else None
+        title = f"#{self.run_id} {run['name']} · {run['status']}" if run else f"run #{self.run_id}"
+        self.query_one("#status", StatusLine).show(snapshot, title, self.app.error)
+        if detail is None:
+            return
+        self.detail = detail
+        self.show_channels(detail)
+        self.show_round(detail)
+        self.show_log(detail)
+
+    def show_channels(self, detail: RunDetail) -> None:
+        table = layer_table(detail.channels)
+        rounds = [r["round"] for r in detail.rounds]
+        chosen = self.chosen_round(detail)
+        key = (len(detail.channels), chosen)
+        if key == self._channels_key:  # rebuild only on news, so that the table keeps its scroll
+            return
+        self._channels_key = key
+        widget = self.query_one("#channels", DataTable)
+        widget.clear(columns=True)
+        widget.add_column("layer")
+        widget.add_column("ch")
+        for r in rounds:
+            widget.add_column(Text(f"r{r}", style="reverse" if r == chosen else ""))
+        for layer, by_round in table.items():
+            total = next(iter(by_round.values()))[1]
+            widget.add_row(layer, str(total), *(str(by_round[r][0]) if r in by_round else "" for r in rounds))
+        series = {layer: (sorted(table[layer]), [table[layer][r][0] for r in sorted(table[layer])])
+                  for layer in layers_to_plot(table)}
+        self.query_one("#plot-layers", PlotWidget).set_data(series)
+
+    def chosen_round(self, detail: RunDetail) -> int | None:
+        if not detail.rounds:
+            return None
+        last = detail.rounds[-1]["round"]
+        return last if self.round is None else min(max(self.round, 0), last)
+
+    def show_round(self, detail: RunDetail) -> None:
+        gamma, picks = self.query_one("#plot-gamma", PlotWidget), self.query_one("#plot-picks", PlotWidget)
+        chosen = self.chosen_round(detail)
+        if chosen is None:
+            gamma.set_data({}, "|γ| histogram")
+            picks.set_data({}, "classes picked")
+            return
+        row = next(r for r in detail.rounds if r["round"] == chosen)
+        bins, counts = json.loads(row["gamma_bins"]), json.loads(row["gamma_counts"])
+        centers = [round((a + b) / 2, 4) for a, b in zip(bins[:-1], bins[1:], strict=True)]
+        gamma.set_data({f"round {chosen}": (centers, counts)}, f"|γ| histogram, round {chosen}  ←/→")
+        classes = json.loads(row["pick_class_counts"])
+        if sum(classes):
+            picks.set_data({f"round {chosen}": ([str(i) for i in range(len(classes))], classes)},
+                           f"classes picked after round {chosen}")
+        else:
+            title = f"classes picked after round {chosen}"
+            picks.set_data({}, title, empty="none: the last round picks none")
+
+    def show_log(self, detail: RunDetail) -> None:
+        text = Text()
+        for e in detail.events:
+            at = parse_time(e["at"])
+            stamp = at.astimezone().strftime("%H:%M:%S") if at else ""
+            text.append(f"{stamp} {e['message']}\n", style=LEVEL_STYLE.get(e["level"], ""))
+        if detail.run.get("error"):
+            text.append(detail.run["error"].rstrip()[-2000:], style="red")
+        log = self.query_one("#log", VerticalScroll)
+        at_end = log.scroll_y >= log.max_scroll_y
+        self.query_one("#log-text", Static).update(text if text else Text("no events yet", style="dim"))
+        if at_end:  # follow the tail unless the user scrolled up
+            log.call_after_refresh(log.scroll_end, animate=False)
+
+    def action_round(self, step: int) -> None:
+        if self.detail is None or not self.detail.rounds:
+            return
+        last = self.detail.rounds[-1]["round"]
+        self.round = min(max(self.chosen_round(self.detail) + step, 0), last)
+        self.show_channels(self.detail)
+        self.show_round(self.detail)
+
+    def action_back(self) -> None:
+        self.app.backend.detail_run = None  # polls stop reading this run's details
+        self.dismiss()
+
+    def action_cancel(self) -> None:
+        self.app.act(self.app.backend.cancel, [self.run_id])
+
+    def action_retry(self) -> None:
+        self.app.act(self.app.backend.retry, [self.run_id])

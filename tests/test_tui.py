@@ -1,0 +1,428 @@
+"""The dashboard, driven by Textual's Pilot: on a store written by the real runner (values, keys,
+plots), and snapshots of its screens on a fixed hand-made store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from typer.testing import CliRunner
+
+import altui.store
+from altui import runner
+from altui.al.presets import resolve
+from altui.cli import app as cli_app
+from altui.store import Store
+from altui.tui.app import AltuiApp, create_app
+from altui.tui.screens.help import HelpScreen
+from altui.tui.screens.run import RunScreen
+from altui.tui.widgets.experiments import ExperimentsPane
+from altui.tui.widgets.plot import PlotWidget
+from altui.tui.widgets.runs_table import RunsTable
+
+TINY = dict(dataset="digits", model="cnn5", device="cpu", rounds=2, initial=20, budget=20, epochs=2)
+TINY_TOML = """\
+[[experiment]]
+name = "toy-a"
+dataset = "digits"
+model = "cnn5"
+methods = ["Random", "WS+init"]
+seeds = [0]
+rounds = 2
+initial = 20
+budget = 20
+epochs = 2
+device = "cpu"
+
+[[experiment]]
+name = "toy-b"
+dataset = "digits"
+model = "cnn5"
+methods = ["Entropy"]
+seeds = [0, 1]
+rounds = 2
+initial = 20
+budget = 20
+epochs = 2
+device = "cpu"
+"""
+
+
+def run_spec(name: str, method: str, seed: int, fields: dict) -> dict:
+    config = resolve(method, {**fields, "seed": seed}).to_dict()
+    return {"name": name, "method": method, "seed": seed, "config": config}
+
+
+def copy_db(src: Path, dst: Path) -> Path:
+    """A consistent copy of a WAL database (its -wal file included)."""
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the dashboard")
+        await pilot.pause(0.05)
+
+
+def drive(app: AltuiApp, script: Callable[[Pilot], Awaitable[None]], size: tuple[int, int] = (160, 48)):
+    """Run `script` against the app once its first snapshot is on screen."""
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: app.snapshot is not None)
+            await pilot.pause()
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+def cell(table: RunsTable, run_id: int, column: str) -> str:
+    return str(table.get_cell(str(run_id), column))
+
+
+# ---- a store written by the real runner --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two tiny digits runs done by the runner, one marked running (an epoch in), one queued."""
+    db = tmp_path_factory.mktemp("real") / "altui.db"
+    with Store(db) as store:
+        ids = store.enqueue("tiny", "experiments.toml", TINY, [
+            run_spec("tiny/WS+init+KD1/s0", "WS+init+KD1", 0, TINY),
+            run_spec("tiny/Random/s0", "Random", 0, TINY),
+            run_spec("tiny/Entropy/s0", "Entropy", 0, TINY),
+            run_spec("tiny/WS+init/s1", "WS+init", 1, TINY),
+        ])
+        for run_id in ids[:2]:
+            store.claim("cpu", run_id)
+            assert runner.execute(db, run_id) == "done"
+        store.claim("cpu", ids[2])
+        store.add_epoch(ids[2], {"round": 0, "epoch": 1, "train_loss": 2.3, "train_accuracy": 0.1, "lr": 0.01,
+                                 "images_per_second": 100.0})
+        runs = {r["id"]: r for r in store.runs()}
+        rounds = {i: store.rounds(i) for i in ids}
+    return {"db": db, "ids": ids, "runs": runs, "rounds": rounds}
+
+
+@pytest.fixture
+def dash(real_store: dict, tmp_path: Path) -> Iterator[tuple[AltuiApp, Path, Path]]:
+    """A dashboard on a copy of the real store, with a tiny experiments.toml."""
+    db = copy_db(real_store["db"], tmp_path / "altui.db")
+    toml = tmp_path / "experiments.toml"
+    toml.write_text(TINY_TOML)
+    yield create_app(db, toml, poll_seconds=0.1, start_worker_on_queue=False), db, toml
+
+
+def test_runs_table_shows_finished_running_and_queued_runs(real_store: dict, dash) -> None:
+    app, _, _ = dash
+    done, done2, running, queued = real_store["ids"]
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        assert table.row_count == 4
+        last = real_store["rounds"][done][-1]
+        assert cell(table, done, "status") == "done"
+        assert cell(table, done, "method") == "WS+init+KD1"
+        assert cell(table, done, "round") == "2/2"
+        assert cell(table, done, "labeled") == str(last["n_labeled"]) == "40"
+        assert cell(table, done, "accuracy") == f"{last['accuracy']:.4f}"
+        assert cell(table, done, "lambda") == f"{last['weight_decay']:.3g}" == "0.01"
+        assert cell(table, done, "channels") == f"{last['effective_channels']}/{last['total_channels']}"
+        assert cell(table, done, "epochs") == ""
+        assert cell(table, done2, "lambda") == f"{real_store['rounds'][done2][-1]['weight_decay']:.3g}"
+        assert cell(table, running, "status") == "running"
+        assert cell(table, running, "round") == "0/2"
+        assert cell(table, running, "epochs") == "███░░░ 1/2"
+        assert cell(table, running, "accuracy") == ""
+        assert cell(table, queued, "status") == "queued"
+        assert cell(table, queued, "elapsed") == ""
+
+    drive(app, script)
+
+
+def test_queue_key_queues_the_highlighted_or_marked_experiments(dash) -> None:
+    app, db, _ = dash
+
+    def experiments_in_store() -> set[str]:
+        with Store(db) as store:
+            return {r["experiment"] for r in store.runs(status="queued")}
+
+    async def script(pilot: Pilot) -> None:
+        pane = app.screen.query_one(ExperimentsPane)
+        assert pane.rows == [("toy-a", "2"), ("toy-b", "2")]
+        await pilot.press("q")  # the highlighted experiment: the first
+        await wait_for(pilot, lambda: "toy-a" in experiments_in_store() and len(app.snapshot.runs) == 6)
+        with Store(db) as store:
+            assert {r["name"] for r in store.runs(experiment="toy-a", status="queued")} == {
+                "toy-a/Random/s0", "toy-a/WS+init/s0"}
+        # space marks, q queues what is marked
+        pane.table.focus()
+        await pilot.press("down", "space")
+        assert pane.targets() == ["toy-b"]
+        await pilot.press("q")
+        await wait_for(pilot, lambda: "toy-b" in experiments_in_store())
+        with Store(db) as store:
+            assert len(store.runs(experiment="toy-b")) == 2
+        await wait_for(pilot, lambda: pane.rows[1] == ("toy-b", "0/2"))  # done / runs
+
+    drive(app, script)
+
+
+def test_cancel_retry_and_pause_keys_change_the_store(real_store: dict, dash) -> None:
+    app, db, _ = dash
+    running, queued = real_store["ids"][2:]
+
+    def status(run_id: int) -> str:
+        with Store(db) as store:
+            return store.run(run_id)["status"]
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        table.move_cursor(row=table.get_row_index(str(queued)))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: status(queued) == "cancelled")
+        await wait_for(pilot, lambda: cell(table, queued, "status") == "cancelled")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: status(queued) == "queued")
+        # marked runs: both cancelled at once
+        table.move_cursor(row=table.get_row_index(str(running)))
+        await pilot.press("space", "down", "space", "c")
+        await wait_for(pilot, lambda: status(running) == status(queued) == "cancelled")
+        assert status(real_store["ids"][0]) == "done"
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.snapshot.paused)
+        with Store(db) as store:
+            assert store.paused()
+
+    drive(app, script)
+
+
+def test_plots_show_the_highlighted_then_marked_runs_then_method_means(real_store: dict, dash) -> None:
+    app, _, _ = dash
+    first, second = real_store["ids"][:2]
+    r1, r2 = real_store["rounds"][first], real_store["rounds"][second]
+
+    def percent(rows: list[dict]) -> list:
+        return pytest.approx([100 * r["accuracy"] for r in rows])
+
+    async def script(pilot: Pilot) -> None:
+        acc = app.screen.query_one("#plot-accuracy", PlotWidget)
+        wd = app.screen.query_one("#plot-lambda", PlotWidget)
+        ch = app.screen.query_one("#plot-channels", PlotWidget)
+        label1, label2 = f"#{first} WS+init+KD1 s0", f"#{second} Random s0"
+        assert list(acc.series) == [label1]  # the highlighted run
+        assert acc.series[label1] == ([20.0, 40.0], percent(r1))
+        assert wd.series == {label1: ([0.0, 1.0], [0.02, 0.01])}  # inverse schedule: lambda_0 N_0 / N_t
+        assert ch.series[label1] == ([0.0, 1.0], [r["effective_channels"] for r in r1])
+        await pilot.press("space", "down", "space")  # two marked runs, overlaid
+        assert list(acc.series) == [label1, label2]
+        assert acc.series[label2] == ([20.0, 40.0], percent(r2))
+        assert wd.series[label2][1] == [r["weight_decay"] for r in r2] == [0.01, 0.01]  # fixed decay
+        await pilot.press("m")  # the experiment's methods: their mean over seeds (one seed here)
+        assert set(acc.series) == {"WS+init+KD1", "Random", "Entropy", "WS+init"} - {"Entropy", "WS+init"}
+        assert acc.series["Random"] == ([20.0, 40.0], percent(r2))
+        assert acc.bands["Random"][1] == acc.bands["Random"][2] == acc.series["Random"][1]
+        assert "tiny mean" in acc.title
+        await pilot.press("m")
+        assert list(acc.series) == [label1, label2]
+
+    drive(app, script)
+
+
+def test_validation_errors_show_with_their_line_and_the_file_is_reloaded(dash) -> None:
+    app, _, toml = dash
+    broken = TINY_TOML.replace("rounds = 2", 'rounds = "two"', 1)
+    line = broken.splitlines().index('rounds = "two"') + 1
+
+    async def script(pilot: Pilot) -> None:
+        pane = app.screen.query_one(ExperimentsPane)
+        assert not pane.state.issues
+        toml.write_text(broken)
+        await wait_for(pilot, lambda: bool(pane.state.issues))
+        text = str(pane.query_one("#experiments-issues").render())
+        assert f"line {line}: " in text and "rounds" in text
+        assert pane.table.row_count == 0
+        toml.write_text(TINY_TOML.replace('name = "toy-b"', 'name = "toy-c"'))  # fixed: reloaded
+        await wait_for(pilot, lambda: [name for name, _ in pane.rows] == ["toy-a", "toy-c"])
+        assert not pane.query_one("#experiments-issues").display
+
+    drive(app, script)
+
+
+def test_run_view_shows_channels_histograms_and_log(real_store: dict, dash) -> None:
+    app, _, _ = dash
+    run_id = real_store["ids"][0]
+    rounds = real_store["rounds"][run_id]
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        screen = app.screen
+        assert screen.run_id == run_id
+        channels = screen.query_one("#channels")
+        assert channels.row_count == 4  # cnn5's four batch-norm layers
+        assert str(channels.get_row_at(0)[1]) == "32"
+        layers = screen.query_one("#plot-layers", PlotWidget)
+        assert len(layers.series) == 4 and all(x == [0, 1] for x, _ in layers.series.values())
+        gamma = screen.query_one("#plot-gamma", PlotWidget)
+        assert gamma.series["round 1"][1] == json.loads(rounds[1]["gamma_counts"])
+        await pilot.press("left")
+        assert gamma.series["round 0"][1] == json.loads(rounds[0]["gamma_counts"])
+        picks = screen.query_one("#plot-picks", PlotWidget)
+        assert picks.series["round 0"][1] == json.loads(rounds[0]["pick_class_counts"])
+        assert "round 1: accuracy" in str(screen.query_one("#log-text").render())
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "escape")
+        assert not isinstance(app.screen, (RunScreen, HelpScreen))
+        assert app.backend.detail_run is None
+
+    drive(app, script)
+
+
+def test_a_failing_poll_is_shown_not_raised(dash) -> None:
+    app, _, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        real = app.backend.snapshot
+        calls = {"n": 0}
+
+        def broken():
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return real()
+
+        app.backend.snapshot = broken
+        await wait_for(pilot, lambda: app.error is not None)
+        assert "database is locked" in str(app.screen.query_one("#status").render())
+        await wait_for(pilot, lambda: app.error is None)  # the next poll works again
+        assert app.is_running
+
+    drive(app, script)
+
+
+def test_ui_without_a_terminal_points_to_ls(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["--db", str(tmp_path / "a.db"), "ui"])
+    assert result.exit_code == 1
+    assert "terminal" in result.output and "altui ls" in result.output
+
+
+# ---- snapshots on a fixed store -------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+NOW = T0 + timedelta(minutes=30)
+LAYERS = (("blocks.0.0.1", 32), ("blocks.1.0.1", 64), ("blocks.2.0.1", 64), ("blocks.3.0.1", 64))
+
+
+def fixed_store(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-made rows with timestamps from a fake clock that ticks 13 s a call."""
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(altui.store, "now", lambda: (T0 + timedelta(seconds=13 * next(ticks))).isoformat())
+    fields = {"dataset": "digits", "model": "cnn5", "rounds": 4, "initial": 50, "budget": 50, "epochs": 15}
+    with Store(db) as store:
+        ids = store.enqueue("digits-demo", "experiments.toml", fields, [
+            run_spec("digits-demo/Random/s0", "Random", 0, fields),
+            run_spec("digits-demo/WS+init+KD1/s0", "WS+init+KD1", 0, fields),
+            run_spec("digits-demo/WS+init+KD1/s1", "WS+init+KD1", 1, fields),
+            run_spec("digits-demo/Entropy+init/s0", "Entropy+init", 0, fields),
+            run_spec("digits-demo/Random/s1", "Random", 1, fields),
+        ])
+        curves = {  # accuracy, effective channels per round
+            ids[0]: ([0.55, 0.68, 0.75, 0.80], [224, 223, 221, 220], "fixed"),
+            ids[1]: ([0.60, 0.74, 0.82, 0.86], [224, 205, 188, 171], "inverse"),
+            ids[2]: ([0.58, 0.71], [224, 209], "inverse"),
+            ids[3]: ([0.57], [224], "fixed"),
+        }
+        for run_id, (accs, effs, schedule) in curves.items():
+            store.claim("cpu", run_id)
+            for r, (acc, eff) in enumerate(zip(accs, effs, strict=True)):
+                n = 50 * (r + 1)
+                store.log(run_id, f"round {r}: {n} labels")
+                gamma = [0] * 10
+                gamma[9 - r] = eff
+                gamma[0] = 224 - eff
+                picks = [(5 + 3 * c + r) % 9 for c in range(10)] if r < 3 else [0] * 10
+                row = {
+                    "round": r, "n_labeled": n, "accuracy": acc, "test_loss": 1 - acc,
+                    "weight_decay": 0.02 * 50 / n if schedule == "inverse" else 0.005, "lr": 0.01,
+                    "effective_channels": eff, "total_channels": 224, "conv_l2": 8.0 - r,
+                    "train_seconds": 30.0, "acquire_seconds": 2.0, "pick_mean_score": 1.5,
+                    "pick_class_counts": json.dumps(picks), "gamma_counts": json.dumps(gamma),
+                    "gamma_bins": json.dumps([i / 10 for i in range(11)]),
+                }
+                layers = [{"layer": name, "channels": ch, "effective": ch - (224 - eff) * ch // 224}
+                          for name, ch in LAYERS]
+                store.add_round(run_id, row, layers, [])
+                store.log(run_id, f"round {r}: accuracy {acc:.4f}, {eff} effective channels")
+        for epoch in range(1, 10):
+            store.add_epoch(ids[2], {"round": 2, "epoch": epoch, "train_loss": 1.0 / epoch,
+                                     "train_accuracy": 0.5, "lr": 0.01, "images_per_second": 900.0})
+        store.finish(ids[0], "done")
+        store.finish(ids[1], "done")
+        store.log(ids[3], "failed: out of memory", "error")
+        store.finish(ids[3], "failed", "Traceback (most recent call last):\nRuntimeError: out of memory")
+
+
+@pytest.fixture
+def fixed_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AltuiApp:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    Path("experiments.toml").write_text(TINY_TOML)
+    fixed_store(Path("runs/altui.db"), monkeypatch)
+    db, toml = Path("runs/altui.db"), Path("experiments.toml")
+    yield create_app(db, toml, now=lambda: NOW, start_worker_on_queue=False)
+    monkeypatch.undo()
+    time.tzset()
+
+
+def ready(*keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    """Wait for the first snapshot, press `keys`, and wait for what they open to be drawn."""
+
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press(*keys)
+        if "enter" in keys:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_main_screen_snapshot(fixed_app: AltuiApp, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(fixed_app, terminal_size=size, run_before=ready("down", "space", "up", "space"))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_run_view_snapshot(fixed_app: AltuiApp, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(fixed_app, terminal_size=size, run_before=ready("down", "enter"))
+
+
+def test_method_means_carry_the_bootstrap_band_over_seeds(fixed_app: AltuiApp) -> None:
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("m")  # the highlighted run's experiment: digits-demo
+        acc = pilot.app.screen.query_one("#plot-accuracy", PlotWidget)
+        xs, means = acc.series["WS+init+KD1"]  # seeds 0 and 1 at rounds 0-1, seed 0 alone after
+        assert xs == [50.0, 100.0, 150.0, 200.0]
+        assert means == pytest.approx([59.0, 72.5, 82.0, 86.0])
+        _, low, high = acc.bands["WS+init+KD1"]
+        assert low[:2] == pytest.approx([58.0, 71.0]) and high[:2] == pytest.approx([60.0, 74.0])
+        assert low[2:] == high[2:] == means[2:]  # one seed: no band
+        assert acc.series["Entropy+init"] == ([50.0], pytest.approx([57.0]))
+
+    drive(fixed_app, script, size=(80, 24))
