@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -58,17 +58,14 @@ def queue_experiment(store: Store, spec: SpecFile, name: str) -> tuple[list[int]
         exp = spec.get(name)
     except SpecError as e:
         fail(str(e))
-    ids = store.enqueue(exp.name, spec.path, exp.table, [
-        {"name": r.name, "method": r.method, "seed": r.seed, "sweep": r.sweep, "config": r.config.to_dict()}
-        for r in exp.runs
-    ])
+    ids = store.enqueue(exp.name, spec.path, exp.table, exp.run_rows())
     return ids, len(exp.runs) - len(ids)
 
 
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
-    db: Annotated[Optional[Path], typer.Option(
+    db: Annotated[Path | None, typer.Option(
         "--db", envvar="ALTUI_DB", help="The SQLite store (default runs/altui.db under the working directory)."
     )] = None,
 ) -> None:
@@ -116,7 +113,7 @@ def run(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
     name: Annotated[str, typer.Argument(help="The experiment to run.")],
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: the experiment's).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: the experiment's).")] = None,
 ) -> None:
     """Run an experiment's runs one after another in the foreground. Ctrl-C cancels the current run
     and keeps its completed rounds; running the command again resumes it."""
@@ -165,8 +162,8 @@ def fmt(value: object, spec: str = "") -> str:
 @app.command("ls")
 def list_runs(
     ctx: typer.Context,
-    status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
-    experiment: Annotated[Optional[str], typer.Option(help="Only this experiment's runs.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
 ) -> None:
     """List runs with status, round r/R and the last accuracy."""
     with open_store(ctx) as store:
@@ -298,28 +295,28 @@ def worker_show(ctx: typer.Context) -> None:
          f"slots: {', '.join(status['slots']) or 'starting'}\n{queue}\nlog: {status['log']}")
 
 
+def change_runs(ctx: typer.Context, refs: list[str], change: str) -> None:
+    """Cancel or retry runs by id or name, saying for each whether it changed."""
+    with open_store(ctx) as store:
+        ids = store.resolve(refs)
+        changed = store.cancel(ids) if change == "cancel" else store.retry(ids)
+        done = "cancelled" if change == "cancel" else "queued again"
+        for rid in ids:
+            r = store.run(rid)
+            note = done if rid in changed else f"not changed: it is {r['status']}"
+            tell(f"{rid} {r['name']}: {note}")
+
+
 @app.command()
 def cancel(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
     """Cancel queued or running runs; a running one stops within seconds and keeps its rounds."""
-    with open_store(ctx) as store:
-        ids = store.resolve(runs)
-        changed = store.cancel(ids)
-        for rid in ids:
-            r = store.run(rid)
-            note = "cancelled" if rid in changed else f"not cancelled: it is {r['status']}"
-            tell(f"{rid} {r['name']}: {note}")
+    change_runs(ctx, runs, "cancel")
 
 
 @app.command()
 def retry(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
     """Queue failed or cancelled runs again; they resume after their last completed round."""
-    with open_store(ctx) as store:
-        ids = store.resolve(runs)
-        changed = store.retry(ids)
-        for rid in ids:
-            r = store.run(rid)
-            note = "queued again" if rid in changed else f"not retried: it is {r['status']}"
-            tell(f"{rid} {r['name']}: {note}")
+    change_runs(ctx, runs, "retry")
 
 
 @app.command()

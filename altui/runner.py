@@ -77,7 +77,7 @@ def channel_rows(r: RoundResult) -> list[dict[str, Any]]:
 
 
 def pick_rows(r: RoundResult) -> list[dict[str, Any]]:
-    return [{"pool_index": i, "score": s} for i, s in zip(r.picks, r.pick_scores)]
+    return [{"pool_index": i, "score": s} for i, s in zip(r.picks, r.pick_scores, strict=True)]
 
 
 def save_checkpoint(state: ResumeState, path: Path) -> None:
@@ -124,7 +124,10 @@ def execute(db_path: str | Path, run_id: int, device: str | None = None, observe
     except (KeyboardInterrupt, Stopped):
         now_status = store.run(run_id)["status"]
         status = "cancelled" if now_status == "cancelled" else interrupt_status
-        store.finish(run_id, status)
+        if status == "queued":
+            store.release(run_id)  # its worker is stopping: no attempt is used up
+        else:
+            store.finish(run_id, status)
         store.log(run_id, f"stopped: {status}; completed rounds are kept", "warning")
     except Exception as exc:  # one run's failure (a bug, out of memory) must not take the queue down
         status = "failed"

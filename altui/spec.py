@@ -83,6 +83,13 @@ class Experiment:
     table: dict[str, Any]  # as written, merged over [defaults]; JSON-able
     runs: tuple[RunSpec, ...]
 
+    def run_rows(self) -> list[dict[str, Any]]:
+        """The runs as Store.enqueue takes them."""
+        return [
+            {"name": r.name, "method": r.method, "seed": r.seed, "sweep": r.sweep, "config": r.config.to_dict()}
+            for r in self.runs
+        ]
+
 
 @dataclass(frozen=True)
 class SpecFile:

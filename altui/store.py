@@ -265,13 +265,36 @@ class Store:
                     changed.append(rid)
         return changed
 
+    def release(self, run_id: int) -> None:
+        """Send a running run back to the queue without counting the attempt: its worker is
+        stopping, nothing went wrong with the run."""
+        with self._write():
+            self.db.conn.execute(
+                "UPDATE runs SET status = 'queued', pid = NULL, attempt = MAX(attempt - 1, 0) "
+                "WHERE id = ? AND status = 'running'", (run_id,),
+            )
+
+    def settings(self) -> dict[str, str]:
+        """Queue and worker state (docs/schema.md lists the keys)."""
+        return {r["key"]: r["value"] for r in self._rows("SELECT key, value FROM settings")}
+
+    def set_settings(self, values: dict[str, str | None]) -> None:
+        """Set keys; a value of None deletes its key."""
+        with self._write():
+            for key, value in values.items():
+                if value is None:
+                    self.db.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+                else:
+                    self.db.conn.execute(
+                        "INSERT INTO settings (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value),
+                    )
+
     def set_paused(self, paused: bool) -> None:
-        with self._write() as db:
-            db["settings"].upsert({"key": "queue_paused", "value": "1" if paused else "0"}, pk="key")
+        self.set_settings({"queue_paused": "1" if paused else "0"})
 
     def paused(self) -> bool:
-        row = self.db.conn.execute("SELECT value FROM settings WHERE key = 'queue_paused'").fetchone()
-        return bool(row and row[0] == "1")
+        return self.settings().get("queue_paused") == "1"
 
     # ---- results -----------------------------------------------------------------------------
 

@@ -29,8 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlite_utils.db import NotFoundError
-
 from altui.store import Store, now, parse_time
 
 POLL_SECONDS = 0.5  # one loop pass: reap, stop cancelled runs, fill free slots
@@ -252,7 +250,7 @@ class Worker:
         self.fill()
         if time.monotonic() >= self.next_beat:
             self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
-            write_settings(self.store, {"worker_heartbeat": now()})
+            self.store.set_settings({"worker_heartbeat": now()})
 
     def event(self, run_id: int | None, message: str, level: str = "info") -> None:
         say(f"run {run_id}: {message}" if run_id is not None else message)
@@ -377,24 +375,6 @@ class Worker:
 # ---- settings and the lock -----------------------------------------------------------------------
 
 
-def write_settings(store: Store, values: dict[str, str]) -> None:
-    with store._write() as db:
-        db["settings"].upsert_all([{"key": k, "value": v} for k, v in values.items()], pk="key")
-
-
-def read_settings(store: Store) -> dict[str, str]:
-    return {row["key"]: row["value"] for row in store.db["settings"].rows}
-
-
-def clear_settings(store: Store) -> None:
-    with store._write() as db:
-        for key in SETTINGS:
-            try:
-                db["settings"].delete(key)
-            except NotFoundError:
-                pass
-
-
 def lock_path(db: Path) -> Path:
     return Path(db).parent / "worker.lock"
 
@@ -458,7 +438,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
     try:
         slots = make_slots(gpus, slots_per_gpu)
         labels = [s.label for s in slots]
-        write_settings(store, {"worker_pid": str(os.getpid()), "worker_started": now(),
+        store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(),
                                "worker_heartbeat": now(), "worker_slots": json.dumps(labels)})
         cpu_slots = sum(s.gpu is None for s in slots)
         worker = Worker(store, LocalExecutor(db, cpu_slots), slots, max_attempts)
@@ -467,7 +447,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
         worker.serve()
         worker.event(None, f"worker {os.getpid()} stopped")
     finally:
-        clear_settings(store)
+        store.set_settings(dict.fromkeys(SETTINGS))
         store.close()
         os.close(fd)  # releases the lock
     return True
@@ -541,7 +521,7 @@ def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None
     if pid is None:
         return None
     with contextlib.nullcontext(store) if store else Store(db) as st:
-        settings = read_settings(st)
+        settings = st.settings()
         paused = st.paused()
     mine = settings.get("worker_pid") == str(pid)  # else the settings are an earlier worker's
     return {

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from altui.al.config import RunConfig
 from altui.al.loop import initial_labeled
 from altui.al.schedule import weight_decay_at
-from altui.al.config import RunConfig
 from altui.cli import app
 from altui.store import Store
 
@@ -44,7 +44,7 @@ def test_running_the_demo_fills_the_store_with_every_round(tmp_path):
     assert "digits-demo: finished" in result.output
     with Store(db) as store:
         runs = store.runs(experiment="digits-demo")
-        assert [r["method"] for r in runs] == ["Random", "Entropy+init", "WS+init+KD1"]
+        assert [r["method"] for r in runs] == ["Random", "Entropy+init", "WS+init", "WS+init+KD1"]
         for run in runs:
             cfg = RunConfig.from_dict(json.loads(run["spec_json"]))
             assert run["status"] == "done"
@@ -75,7 +75,7 @@ def test_running_the_demo_fills_the_store_with_every_round(tmp_path):
 def test_validate_lists_runs_and_rejects_a_broken_file_without_touching_the_store(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", str(ROOT / "experiments.toml")])
-    assert ok.exit_code == 0 and "digits-demo: 3 runs" in ok.output and "table1-mnist: 48 runs" in ok.output
+    assert ok.exit_code == 0 and "digits-demo: 4 runs" in ok.output and "table1-mnist: 48 runs" in ok.output
 
     db = tmp_path / "altui.db"
     good = tmp_path / "good.toml"
@@ -84,7 +84,8 @@ def test_validate_lists_runs_and_rejects_a_broken_file_without_touching_the_stor
     before = db.read_bytes()
 
     bad = tmp_path / "bad.toml"
-    bad.write_text(TINY.format(epochs=1).replace('methods = ["Entropy+init"]', 'methods = ["Entropy+init"]\nbugdet = 3'))
+    methods = 'methods = ["Entropy+init"]'
+    bad.write_text(TINY.format(epochs=1).replace(methods, methods + "\nbugdet = 3"))
     for args in (["validate", str(bad)], ["--db", str(db), "run", str(bad), "tiny"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 1

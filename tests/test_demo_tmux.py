@@ -62,7 +62,7 @@ def test_demo_runs_on_after_the_dashboard_quits(tmp_path: Path) -> None:
         subprocess.run([*tmux, "send-keys", "-t", "demo", "C-q"], check=True)
         wait_until(lambda: "altui exited 0" in screen(), 30, "the dashboard to quit", screen)
         text = screen()
-        assert "digits-demo: queued 3 new run(s)" in text and "started a worker" in text
+        assert "digits-demo: queued 4 new run(s)" in text and "started a worker" in text
 
         assert worker_status(db) is not None, "quitting the dashboard stopped the worker"
 
@@ -74,7 +74,7 @@ def test_demo_runs_on_after_the_dashboard_quits(tmp_path: Path) -> None:
         wait_until(all_done, 180, "every demo run to finish", worker_log.read_text)
         with Store(db) as store:
             runs = store.runs(experiment="digits-demo")
-        assert len(runs) == 3 and all(r["rounds_done"] == 2 for r in runs)
+        assert len(runs) == 4 and all(r["rounds_done"] == 2 for r in runs)
     finally:
         if worker_status(db) is not None:
             stop_worker(db)

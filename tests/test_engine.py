@@ -74,14 +74,15 @@ def test_batch_norm_weights_decay_only_when_configured():
 
 def _eq_terms(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, T: float):
     """Direct per-sample CE and KL(softmax(z_{t-1}/T) || softmax(z_t/T)) with plain formulas."""
-    ce = [-math.log(math.exp(s[y]) / sum(math.exp(v) for v in s)) for s, y in zip(student.tolist(), labels.tolist())]
+    pairs = zip(student.tolist(), labels.tolist(), strict=True)
+    ce = [-math.log(math.exp(s[y]) / sum(math.exp(v) for v in s)) for s, y in pairs]
     kl = []
-    for s, t in zip(student.tolist(), teacher.tolist()):
+    for s, t in zip(student.tolist(), teacher.tolist(), strict=True):
         ps = [math.exp(v / T) for v in s]
         pt = [math.exp(v / T) for v in t]
         ps = [v / sum(ps) for v in ps]
         pt = [v / sum(pt) for v in pt]
-        kl.append(sum(a * math.log(a / b) for a, b in zip(pt, ps)))
+        kl.append(sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True)))
     return ce, kl
 
 
@@ -350,3 +351,12 @@ def test_a_model_that_cannot_take_the_input_size_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="at least 10x10"):
         loop.run(cfg, ListSink())
 
+
+
+def test_distillation_with_alpha_zero_is_the_same_run_as_no_distillation():
+    # the teacher is consulted but weighs nothing: every pick and accuracy must match WS+init
+    plain, kd = ListSink(), ListSink()
+    loop.run(tiny("WS+init", rounds=3), plain)
+    loop.run(tiny("WS+init+KD1", rounds=3, kd_alpha=0.0), kd)
+    assert [r.picks for r in kd.rounds] == [r.picks for r in plain.rounds]
+    assert [r.accuracy for r in kd.rounds] == pytest.approx([r.accuracy for r in plain.rounds], abs=1e-6)

@@ -44,21 +44,24 @@ def test_the_shipped_file_loads_without_issues(shipped):
     assert shipped.path == str(SHIPPED)
 
 
-def test_the_digits_demo_is_three_short_runs(shipped):
+def test_the_digits_demo_is_four_short_runs(shipped):
     demo = shipped.get("digits-demo")
     assert [r.name for r in demo.runs] == [
-        "digits-demo/Random/s0", "digits-demo/Entropy+init/s0", "digits-demo/WS+init+KD1/s0",
+        "digits-demo/Random/s0", "digits-demo/Entropy+init/s0", "digits-demo/WS+init/s0",
+        "digits-demo/WS+init+KD1/s0",
     ]
-    random, entropy_init, kd1 = (r.config for r in demo.runs)
+    random, entropy_init, ws_init, kd1 = (r.config for r in demo.runs)
     assert (random.acquisition, random.init) == ("random", "warm")
     assert (entropy_init.acquisition, entropy_init.init) == ("entropy", "fresh")
     assert entropy_init.wd_schedule == "fixed"
+    assert (ws_init.wd_schedule, ws_init.init, ws_init.distill) == ("inverse", "fresh", "none")
     assert (kd1.wd_schedule, kd1.distill) == ("inverse", "kd1")
-    for c in (random, entropy_init, kd1):
+    for c in (random, entropy_init, ws_init, kd1):
         assert (c.dataset, c.model, c.rounds, c.initial, c.budget) == ("digits", "cnn5", 4, 50, 50)
-        assert (c.epochs, c.milestones, c.data_root, c.device) == (15, (10,), "data", "auto")
+        assert (c.epochs, c.milestones, c.data_root, c.device) == (30, (20,), "data", "auto")
     header = SHIPPED.read_text().splitlines().index('name = "digits-demo"')  # 0-based: the line above
-    assert demo.line == header and demo.table["methods"] == ["Random", "Entropy+init", "WS+init+KD1"]
+    assert demo.line == header
+    assert demo.table["methods"] == ["Random", "Entropy+init", "WS+init", "WS+init+KD1"]
 
 
 def test_table1_mnist_is_a_grid_of_labels_and_fixed_decays(shipped):

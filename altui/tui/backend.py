@@ -183,10 +183,7 @@ class Backend:
 def enqueue(store: Store, spec: SpecFile, name: str) -> tuple[list[int], int]:
     """Add one experiment's runs; returns the new run ids and how many were already there."""
     exp = spec.get(name)
-    ids = store.enqueue(exp.name, spec.path, exp.table, [
-        {"name": r.name, "method": r.method, "seed": r.seed, "sweep": r.sweep, "config": r.config.to_dict()}
-        for r in exp.runs
-    ])
+    ids = store.enqueue(exp.name, spec.path, exp.table, exp.run_rows())
     return ids, len(exp.runs) - len(ids)
 
 
