@@ -37,7 +37,6 @@ from altui.al.tensors import DeviceData
 from altui.al.train import train_round
 
 REFERENCE_SCORE_BATCH = 128
-ALTUI_SCORE_BATCH = RunConfig().eval_batch_size  # what the round loop scores with
 POOL = 10_000  # distinct images per case; longer blocks cycle through them
 
 
@@ -153,7 +152,8 @@ def altui_train(
 
 def altui_picks(model: nn.Module, data: DeviceData, indices: torch.Tensor, k: int) -> list[int]:
     """The k most uncertain of `indices`, as the round loop acquires them."""
-    scores = acquire.score(model, data, indices, "entropy", ALTUI_SCORE_BATCH)
+    # the batch the round loop scores with on this device
+    scores = acquire.score(model, data, indices, "entropy", RunConfig().eval_batch(indices.device.type))
     return acquire.top_k(indices, scores, k)[0].tolist()
 
 

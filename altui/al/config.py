@@ -59,9 +59,13 @@ class RunConfig:
     ll_weight: float = 1.0
     # execution
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    eval_batch_size: int = 1024
+    eval_batch_size: int | None = None  # None: 1024 on CUDA, 128 on the CPU (faster there; bench)
     compile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # dataset options (e.g. npz path)
+
+    def eval_batch(self, device_type: str) -> int:
+        """The batch of test evaluation and pool scoring on a device of this type."""
+        return self.eval_batch_size or (1024 if device_type == "cuda" else 128)
 
     def n_labeled(self, round_: int) -> int:
         return self.initial + round_ * self.budget
@@ -108,7 +112,7 @@ class RunConfig:
             ("pool_subset", self.pool_subset >= 0, "an integer >= 0 (0: the whole pool)"),
             ("ll_subset", self.ll_subset >= 1, "an integer >= 1"),
             ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
-            ("eval_batch_size", self.eval_batch_size >= 1, "an integer >= 1"),
+            ("eval_batch_size", self.eval_batch_size is None or self.eval_batch_size >= 1, "an integer >= 1"),
         ]
         for key, ok, allowed in checks:
             if not ok:

@@ -98,7 +98,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
         net = torch.compile(model) if cfg.compile else model  # shares the parameters of `model`
         t0 = time.perf_counter()
         train_round(cfg, t, net, data, labeled_t, lam, gen, sink, teacher, seen, loss_module)
-        accuracy, test_loss = evaluate(net, data, cfg.eval_batch_size)
+        accuracy, test_loss = evaluate(net, data, cfg.eval_batch(device.type))
         train_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -136,6 +136,6 @@ def _acquire(
         g = torch.Generator(dev).manual_seed(stream_seed(cfg.seed, t, ACQUIRE))
         picks = unlabeled[torch.randperm(unlabeled.shape[0], device=dev, generator=g)[: cfg.budget]]
         return picks.tolist(), [0.0] * cfg.budget
-    scores = acquire.score(model, data, unlabeled, cfg.acquisition, cfg.eval_batch_size, loss_module)
+    scores = acquire.score(model, data, unlabeled, cfg.acquisition, cfg.eval_batch(dev.type), loss_module)
     picks, values = acquire.top_k(unlabeled, scores, cfg.budget)
     return picks.tolist(), values.tolist()
