@@ -255,7 +255,6 @@ def test_plot_in_the_terminal(db: Path) -> None:
 
 
 def test_plot_out_png(db: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     png = tmp_path / "fig.png"
     result = cli(db, "plot", "mnist-k500", "--out", str(png))
     assert result.exit_code == 0, result.output
@@ -290,7 +289,6 @@ def test_report_puts_the_paper_numbers_beside_ours(db: Path, tmp_path: Path,
 
 
 def test_report_file_with_figures_and_quotes(db: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     out = tmp_path / "k500.md"
     result = cli(db, "report", "mnist-k500", "-o", str(out))
     assert result.exit_code == 0, result.output
