@@ -54,12 +54,12 @@ def read_spec(file: Path) -> SpecFile:
 
 def queue_experiment(store: Store, spec: SpecFile, name: str) -> tuple[list[int], int]:
     """Enqueue one experiment's runs; returns the new run ids and how many were already there."""
+    from altui.tui.backend import enqueue  # shared with the dashboard; imports no UI
+
     try:
-        exp = spec.get(name)
+        return enqueue(store, spec, name)
     except SpecError as e:
         fail(str(e))
-    ids = store.enqueue(exp.name, spec.path, exp.table, exp.run_rows())
-    return ids, len(exp.runs) - len(ids)
 
 
 @app.callback(invoke_without_command=True)

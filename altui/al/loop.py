@@ -67,7 +67,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
 
     if resume is None:
         start, labeled = 0, initial_labeled(cfg.seed, pool, cfg.initial).tolist()
-        init_state, prev_state, ll_state = cpu_state(new_model(stream_seed(cfg.seed, 0, INIT))), None, None
+        init_state, prev_state, ll_state = None, None, None  # round 0's model is the init
     else:
         start, labeled = resume.next_round, list(resume.labeled)
         init_state, prev_state, ll_state = resume.init, resume.model, resume.loss_module
@@ -75,7 +75,9 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
 
     for t in range(start, cfg.rounds):
         model = new_model(stream_seed(cfg.seed, t, INIT))  # 'fresh': a new random init every round
-        if cfg.init == "same" or t == 0:
+        if t == 0:
+            init_state = cpu_state(model)  # from the seed alone, like round 0's labels
+        elif cfg.init == "same":
             model.load_state_dict(init_state)
         elif cfg.init == "warm":
             model.load_state_dict(prev_state)

@@ -45,7 +45,9 @@ def train_round(
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
     n = labeled.shape[0]
+    kd2 = cfg.distill == "kd2"
     is_seen = torch.arange(n, device=dev) < seen
+    seen_fraction = seen / n if kd2 else 1.0
     use_bf16 = dev.type == "cuda"
     if teacher is not None:
         teacher.eval()
@@ -70,21 +72,20 @@ def train_round(
                     logits, feats = model.forward_features(xb)
                 else:
                     logits = model(xb)
+                per_sample = None
                 if teacher is None:
                     per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
                     loss = per_sample.mean()
                 else:
                     with torch.no_grad():  # not inference_mode: its tensors cannot enter autograd
                         t_logits = teacher(xb)
-                    kd2 = cfg.distill == "kd2"
-                    loss = kd_loss(
-                        logits, t_logits, yb, cfg.kd_alpha, cfg.kd_temperature,
-                        seen=is_seen[pos].float() if kd2 else None, seen_fraction=seen / n if kd2 else 1.0,
-                    )
+                    loss = kd_loss(logits, t_logits, yb, cfg.kd_alpha, cfg.kd_temperature,
+                                   seen=is_seen[pos].float() if kd2 else None, seen_fraction=seen_fraction)
                 if loss_module is not None:
                     if epoch > cfg.ll_stop:  # Yoo & Kweon: stop the module's gradient into the backbone
                         feats = [f.detach() for f in feats]
-                    per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
+                    if per_sample is None:
+                        per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
                     predicted = loss_module(feats).float()
                     loss = loss + cfg.ll_weight * ranking_loss(predicted, per_sample, cfg.ll_margin)
             opt.zero_grad(set_to_none=True)
