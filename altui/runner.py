@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from altui.al.config import RunConfig
@@ -54,7 +56,8 @@ class StoreSink:
     def round_done(self, result: RoundResult, state: ResumeState) -> None:
         path = self.store.checkpoint_path(self.run_id, result.round)
         save_checkpoint(state, path)
-        self.store.add_round(self.run_id, round_row(result), channel_rows(result), pick_rows(result))
+        self.store.add_round(self.run_id, round_row(result), channel_rows(result), pick_rows(result),
+                             gamma_rows(result))
         previous = self.store.checkpoint_path(self.run_id, result.round - 1)
         previous.unlink(missing_ok=True)  # only the last round's checkpoint is needed to resume
         if self.observer:
@@ -74,6 +77,16 @@ def round_row(r: RoundResult) -> dict[str, Any]:
 
 def channel_rows(r: RoundResult) -> list[dict[str, Any]]:
     return [{"layer": c.layer, "channels": c.channels, "effective": c.effective} for c in r.probes.channels]
+
+
+def gamma_rows(r: RoundResult) -> list[dict[str, Any]]:
+    return [{"layer": c.layer, "abs_gamma": float32_json(c.abs_gamma)} for c in r.probes.channels]
+
+
+def float32_json(values: tuple[float, ...]) -> str:
+    """A JSON array of float32 values in their shortest exact form (a float32 read back is the same
+    float32); a non-finite value (a diverged layer) is null, which JSON allows and NaN is not."""
+    return "[" + ",".join(str(np.float32(v)) if math.isfinite(v) else "null" for v in values) + "]"
 
 
 def pick_rows(r: RoundResult) -> list[dict[str, Any]]:

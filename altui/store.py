@@ -114,6 +114,34 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_slurm(db: Database) -> None:
+    """Runs that the Slurm executor runs carry their job id and the node it runs on."""
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN slurm_job_id TEXT;
+        ALTER TABLE runs ADD COLUMN node TEXT;
+        """
+    )
+
+
+@migrations()
+def m003_gammas(db: Database) -> None:
+    """Every batch-norm layer's |gamma| per round, so that any threshold or histogram (Figure 5)
+    can be recomputed."""
+    db.executescript(
+        """
+        CREATE TABLE gammas (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            round INTEGER NOT NULL,
+            layer TEXT NOT NULL,
+            abs_gamma TEXT NOT NULL,
+            PRIMARY KEY (run_id, round, layer)
+        );
+        """
+    )
+
+
 def now() -> str:
     """UTC timestamps as ISO 8601 text: readable in exports, and they sort as they compare."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -304,9 +332,11 @@ class Store:
             db["epochs"].upsert({"run_id": run_id, **row}, pk=("run_id", "round", "epoch"))
 
     def add_round(
-        self, run_id: int, row: dict[str, Any], channels: list[dict[str, Any]], picks: list[dict[str, Any]]
+        self, run_id: int, row: dict[str, Any], channels: list[dict[str, Any]], picks: list[dict[str, Any]],
+        gammas: list[dict[str, Any]] = (),
     ) -> None:
-        """A round's rows, all in one transaction. Recording a round twice is an error."""
+        """A round's rows (rounds, channels, picks, gammas), all in one transaction. Recording a round
+        twice is an error."""
         with self._write() as db:
             if self.db.conn.execute(
                 "SELECT 1 FROM rounds WHERE run_id = ? AND round = ?", (run_id, row["round"])
@@ -315,6 +345,7 @@ class Store:
             db["rounds"].insert({"run_id": run_id, **row, "recorded_at": now()})
             db["channels"].insert_all({"run_id": run_id, "round": row["round"], **c} for c in channels)
             db["picks"].insert_all({"run_id": run_id, "round": row["round"], **p} for p in picks)
+            db["gammas"].insert_all({"run_id": run_id, "round": row["round"], **g} for g in gammas)
 
     def log(self, run_id: int | None, message: str, level: str = "info") -> None:
         with self._write() as db:
@@ -362,6 +393,19 @@ class Store:
             ORDER BY r.id"""
         return self._rows(sql, params)
 
+    def measured_throughput(self) -> dict[tuple[str, int], float]:
+        """Training images per second per (model, batch size), over every epoch recorded here: total
+        images over total seconds, so that long epochs weigh as much as they took."""
+        rows = self._rows("""
+            SELECT model, batch, SUM(n) AS images, SUM(n / ips) AS seconds FROM (
+                SELECT json_extract(r.spec_json, '$.model') AS model,
+                    json_extract(r.spec_json, '$.batch_size') AS batch,
+                    json_extract(r.spec_json, '$.initial') + e.round * json_extract(r.spec_json, '$.budget') AS n,
+                    e.images_per_second AS ips
+                FROM epochs e JOIN runs r ON r.id = e.run_id WHERE e.images_per_second > 0)
+            GROUP BY model, batch""")
+        return {(r["model"], r["batch"]): r["images"] / r["seconds"] for r in rows if r["seconds"]}
+
     def rounds(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM rounds WHERE run_id = ? ORDER BY round", (run_id,))
 
@@ -379,6 +423,14 @@ class Store:
     def picks(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM picks WHERE run_id = ? ORDER BY round, rowid", (run_id,))
 
+    def gammas(self, run_id: int, layer: str | None = None) -> list[dict[str, Any]]:
+        """|gamma| rows of a run (`abs_gamma` as JSON text), by round in network order; `layer`
+        keeps one layer's."""
+        if layer is None:
+            return self._rows("SELECT * FROM gammas WHERE run_id = ? ORDER BY round, rowid", (run_id,))
+        return self._rows("SELECT * FROM gammas WHERE run_id = ? AND layer = ? ORDER BY round",
+                          (run_id, layer))
+
     def events(self, run_id: int | None = None, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
         """Log lines after event id `after` (oldest first), of one run or of all."""
         if run_id is None:
@@ -390,7 +442,7 @@ class Store:
 
     # ---- report reads ------------------------------------------------------------------------
 
-    EXPORT_TABLES = ("runs", "rounds", "epochs", "channels", "picks")
+    EXPORT_TABLES = ("runs", "rounds", "epochs", "channels", "picks", "gammas")
 
     def export_columns(self, table: str) -> list[str]:
         """The columns of a raw table that `export_rows` yields, in schema order."""
@@ -402,7 +454,8 @@ class Store:
         in primary-key order; `experiment` keeps the rows of that experiment's runs."""
         self._check_export_table(table)
         order = {"runs": "t.id", "rounds": "t.run_id, t.round", "epochs": "t.run_id, t.round, t.epoch",
-                 "channels": "t.run_id, t.round, t.rowid", "picks": "t.run_id, t.round, t.rowid"}[table]
+                 "channels": "t.run_id, t.round, t.rowid", "picks": "t.run_id, t.round, t.rowid",
+                 "gammas": "t.run_id, t.round, t.rowid"}[table]
         run = "t" if table == "runs" else "r"
         join = "" if table == "runs" else "JOIN runs r ON r.id = t.run_id"
         where, params = ("WHERE e.name = ?", [experiment]) if experiment else ("", [])

@@ -30,7 +30,28 @@ def test_connections_use_wal_and_a_busy_timeout(tmp_path):
     with Store(tmp_path / "altui.db") as store:
         assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
-        assert store.schema_version == 1
+        assert store.schema_version == 3
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
+    """A store written before the Slurm columns and the gammas table opens with both added."""
+    from sqlite_utils import Database
+
+    from altui.store import migrations
+
+    path = tmp_path / "altui.db"
+    old = Database(path)
+    migrations.apply(old, stop_before="m002_slurm")
+    old["experiments"].insert({"name": "exp", "file": "f", "spec_json": "{}", "created_at": "t"})
+    assert [m.name for m in migrations.applied(old)] == ["m001_initial"]
+    old.close()
+    with Store(path) as store:
+        assert [r["name"] for r in store._rows("SELECT name FROM experiments")] == ["exp"]
+        assert store.schema_version == 3
+        queue(store, "exp/Random/s0")
+        assert {"slurm_job_id", "node"} <= {c.name for c in store.db["runs"].columns}
+        assert store.run(1)["slurm_job_id"] is None
+        assert store.gammas(1) == []
 
 
 def test_reopening_a_store_keeps_its_runs_and_applies_no_migration_twice(tmp_path):
@@ -38,7 +59,7 @@ def test_reopening_a_store_keeps_its_runs_and_applies_no_migration_twice(tmp_pat
         queue(store, "exp/Random/s0")
     with Store(tmp_path / "altui.db") as store:
         assert [r["name"] for r in store.runs()] == ["exp/Random/s0"]
-        assert store.schema_version == 1
+        assert store.schema_version == 3
 
 
 def test_queueing_twice_adds_only_new_runs(tmp_path):

@@ -152,6 +152,14 @@ class DenseNet100(nn.Module):
         return self.forward_features(x)[0]
 
 
+# Figure 5's layer per model: the |gamma| histogram the paper draws is of this batch norm alone.
+PAPER_LAYER: dict[str, str] = {
+    "resnet18": "stages.0.0.conv1.1",  # the first batch norm of the first residual block
+    "cnn5": "blocks.0.0.1",  # the first batch norm
+    "densenet100": "blocks.0.0.layers.0",  # the first batch norm of the first dense layer
+}
+
+
 def build_model(name: str, in_channels: int, classes: int, image_size: int) -> nn.Module:
     """A freshly initialised backbone for `in_channels` x `image_size` x `image_size` inputs."""
     if name not in MODELS:

@@ -32,14 +32,15 @@ def _abs_gammas(model: nn.Module) -> list[tuple[str, Tensor]]:
     return out
 
 
+def count_effective(a: Tensor) -> int:
+    """Effective channels of one layer from its |gamma| (float32): those not below the layer's mean
+    |gamma| / 10. A layer of all-zero gammas has none (the strict rule alone would count them all)."""
+    ineffective = (a < a.mean() / 10) | (a == 0)
+    return a.numel() - int(ineffective.sum().item())
+
+
 def _effective(gammas: list[tuple[str, Tensor]]) -> list[LayerChannels]:
-    result = []
-    for name, a in gammas:
-        # Ineffective: |gamma| below the layer's mean |gamma| / 10. A layer of all-zero gammas has no
-        # effective channel (the strict rule alone would call all of them effective).
-        ineffective = (a < a.mean() / 10) | (a == 0)
-        result.append(LayerChannels(name, a.numel(), a.numel() - int(ineffective.sum().item())))
-    return result
+    return [LayerChannels(name, a.numel(), count_effective(a), tuple(a.tolist())) for name, a in gammas]
 
 
 def _histogram(gammas: list[tuple[str, Tensor]], bins: int) -> tuple[list[float], list[int]]:

@@ -6,7 +6,7 @@ these into store rows; tests collect them in a list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -26,6 +26,8 @@ class LayerChannels:
     layer: str  # the batch-norm module's qualified name
     channels: int
     effective: int  # channels whose |gamma| >= mean |gamma| / 10 (section 5.1)
+    # |gamma| of each channel in channel order, float32 values (Figure 5 is drawn from these)
+    abs_gamma: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

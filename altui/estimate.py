@@ -1,0 +1,51 @@
+"""How long runs take: the training images a run needs, and time left from a measured throughput.
+
+Pure functions over run settings and store rows; the numbers of throughput come from the store
+(`Store.measured_throughput`: what runs on this store's machine really achieved).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from altui.al.config import RunConfig
+
+
+def config_of(run: dict[str, Any]) -> RunConfig:
+    """The RunConfig of a `runs` row (its spec_json)."""
+    return RunConfig.from_dict(json.loads(run["spec_json"]))
+
+
+def train_images(cfg: RunConfig) -> int:
+    """Images a whole run trains on: epochs x N_t, summed over its rounds."""
+    return sum(cfg.epochs * cfg.n_labeled(t) for t in range(cfg.rounds))
+
+
+def remaining_images(cfg: RunConfig, rounds_done: int, epoch: int | None = None) -> int:
+    """Training images still ahead of a run that has recorded `rounds_done` rounds and is `epoch`
+    epochs into the next one."""
+    if rounds_done >= cfg.rounds:
+        return 0
+    current = cfg.n_labeled(rounds_done) * (cfg.epochs - min(epoch or 0, cfg.epochs))
+    later = sum(cfg.epochs * cfg.n_labeled(t) for t in range(rounds_done + 1, cfg.rounds))
+    return current + later
+
+
+def throughput_key(cfg: RunConfig) -> tuple[str, int]:
+    """What a measured throughput applies to: the model and its batch size."""
+    return cfg.model, cfg.batch_size
+
+
+def seconds_left(run: dict[str, Any], throughput: dict[tuple[str, int], float]) -> float | None:
+    """Seconds a queued or running run still needs at the measured throughput (images/s) of its model
+    and batch size; None when nothing has been measured for them yet. Done, failed and cancelled
+    runs need none."""
+    if run["status"] not in ("queued", "running"):
+        return 0.0
+    cfg = config_of(run)
+    speed = throughput.get(throughput_key(cfg))
+    if not speed:
+        return None
+    epoch = run.get("epoch") if run["status"] == "running" else 0
+    return remaining_images(cfg, run.get("rounds_done") or 0, epoch) / speed
