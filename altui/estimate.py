@@ -7,6 +7,7 @@ Pure functions over run settings and store rows; the numbers of throughput come 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from altui.al.config import RunConfig
@@ -49,3 +50,23 @@ def seconds_left(run: dict[str, Any], throughput: dict[tuple[str, int], float]) 
         return None
     epoch = run.get("epoch") if run["status"] == "running" else 0
     return remaining_images(cfg, run.get("rounds_done") or 0, epoch) / speed
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a set of runs will take: their training images, and time at the measured throughput."""
+
+    runs: int
+    train_images: int
+    device_seconds: float | None  # one device running them one after another; None: not measured
+    wall_seconds: float | None  # with `parallel` runs at once
+
+
+def estimate(configs: list[RunConfig], throughput: dict[tuple[str, int], float], parallel: int = 1) -> Estimate:
+    """Training images and time of `configs` at `throughput` (images/s per (model, batch size))."""
+    images = sum(train_images(c) for c in configs)
+    speeds = [throughput.get(throughput_key(c)) for c in configs]
+    if not configs or not all(speeds):
+        return Estimate(len(configs), images, None if configs else 0.0, None if configs else 0.0)
+    seconds = sum(train_images(c) / s for c, s in zip(configs, speeds, strict=True))
+    return Estimate(len(configs), images, seconds, seconds / max(1, min(parallel, len(configs))))
