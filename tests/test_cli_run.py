@@ -75,7 +75,7 @@ def test_running_the_demo_fills_the_store_with_every_round(tmp_path):
 def test_validate_lists_runs_and_rejects_a_broken_file_without_touching_the_store(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", str(ROOT / "experiments.toml")])
-    assert ok.exit_code == 0 and "digits-demo: 4 runs" in ok.output and "table1-mnist: 48 runs" in ok.output
+    assert ok.exit_code == 0 and "digits-demo: 4 runs" in ok.output and "table1-mnist: 144 runs" in ok.output
 
     db = tmp_path / "altui.db"
     good = tmp_path / "good.toml"

@@ -64,21 +64,22 @@ def test_the_digits_demo_is_four_short_runs(shipped):
     assert demo.table["methods"] == ["Random", "Entropy+init", "WS+init", "WS+init+KD1"]
 
 
-def test_table1_mnist_is_a_grid_of_labels_and_fixed_decays(shipped):
+def test_table1_mnist_is_a_grid_of_labels_and_fixed_decays_over_three_seeds(shipped):
     runs = shipped.get("table1-mnist").runs
-    assert len(runs) == 6 * 8
+    assert len(runs) == 6 * 8 * 3
     names = [r.name for r in runs]
     assert names[0] == "table1-mnist/Random/initial=200,weight_decay=0.2/s0"
-    assert "table1-mnist/Random/initial=1000,weight_decay=0.004/s0" in names
-    assert names[-1] == "table1-mnist/Random/initial=10000,weight_decay=0.001/s0"
+    assert "table1-mnist/Random/initial=1000,weight_decay=0.004/s1" in names
+    assert names[-1] == "table1-mnist/Random/initial=10000,weight_decay=0.001/s2"
     assert len(set(names)) == len(names)
+    assert [r.seed for r in runs] == [s for s in (0, 1, 2) for _ in range(6 * 8)]
     for run in runs:
-        assert run.config.rounds == 1 and run.seed == 0
+        assert run.config.rounds == 1
         # one round: Random's fixed decay is the swept value itself
         assert run.config.initial == run.sweep["initial"]
         assert run.config.weight_decay == pytest.approx(run.sweep["weight_decay"])
         assert list(run.sweep) == ["initial", "weight_decay"]
-    assert len(shipped.get("table1-cifar10").runs) == 48
+    assert len(shipped.get("table1-cifar10").runs) == 48 * 3
 
 
 def test_table2_sweeps_alpha_over_five_seeds(shipped):
@@ -90,11 +91,14 @@ def test_table2_sweeps_alpha_over_five_seeds(shipped):
 
 
 def test_fixed_decay_methods_end_where_ws_ends(shipped):
-    """Section 4.2: lambda_0 = 0.02 for WS; Entropy(0.004) = 0.02 * 200 / 1000 over five rounds of 200."""
-    by_method = {r.method: r.config for r in shipped.get("mnist-k200").runs if r.seed == 0}
+    """Section 4.2: lambda_0 = 0.02 for WS; Entropy(0.004) = 0.02 * 500 / 2500 over five rounds of 500."""
+    by_method = {r.method: r.config for r in shipped.get("mnist-k500").runs if r.seed == 0}
     assert by_method["Entropy"].weight_decay == pytest.approx(0.004)
     assert by_method["Random"].weight_decay == pytest.approx(0.004)
     assert by_method["WS+init"].weight_decay == pytest.approx(0.02)
+    k200 = {r.method: r.config for r in shipped.get("mnist-k200").runs if r.seed == 0}
+    assert k200["WS+init"].weight_decay == pytest.approx(0.05)  # lambda_0 * N_0 = 10 as at K = 500
+    assert k200["Entropy"].weight_decay == pytest.approx(0.01)  # 0.05 * 200 / 1000
     cifar = {r.method: r.config for r in shipped.get("cifar10-resnet18-k1000").runs if r.seed == 0}
     assert cifar["Entropy+init"].weight_decay == pytest.approx(0.0008)
     assert cifar["Entropy(0.0001)"].weight_decay == pytest.approx(0.0001)
