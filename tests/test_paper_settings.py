@@ -8,9 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from altui.al import loop
 from altui.al.config import RunConfig
+from altui.al.presets import resolve
+from altui.al.sink import ListSink
 from altui.cli import app
 from altui.paper_numbers import FIGURES
 from altui.spec import load_spec, parse_spec
@@ -161,3 +165,27 @@ def test_random_init_is_random_acquisition_from_a_fresh_init():
     assert (warm.acquisition, warm.init) == ("random", "warm")
     assert (fresh.acquisition, fresh.init, fresh.distill) == ("random", "fresh", "none")
     assert fresh.wd_schedule == "fixed" and fresh.weight_decay == pytest.approx(0.004) == warm.weight_decay
+
+
+def test_random_and_random_init_pick_the_same_labels_from_different_starts(monkeypatch):
+    """Random acquisition does not look at the model: both presets label the same images, and only
+    the start of each round differs (warm: the previous round's model; +init: a new draw)."""
+    starts: list[dict] = []
+    original = loop.train_round
+
+    def spy(cfg, t, model, *args, **kwargs):
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        return original(cfg, t, model, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_round", spy)
+    fields = dict(dataset="digits", model="cnn5", rounds=2, initial=20, budget=20, epochs=1, milestones=[1],
+                  device="cpu")
+    sinks = {}
+    for preset in ("Random", "Random+init"):
+        starts.clear()
+        sinks[preset] = ListSink()
+        loop.run(resolve(preset, fields), sinks[preset])
+        trained = sinks[preset].states[0].model
+        same = all(torch.equal(starts[1][k], trained[k]) for k in trained)
+        assert same == (preset == "Random"), preset
+    assert [r.picks for r in sinks["Random"].rounds] == [r.picks for r in sinks["Random+init"].rounds]

@@ -258,9 +258,9 @@ CASES: dict[str, tuple[str, list[Expect]]] = {
         Expect(8, f"{E}.rounds", "1500 labels, more than the 1347 samples of the digits pool; "
                                  "allowed: rounds <= 26")]),
     "unknown-preset": (with_methods('["Random", "Entropy+Init"]'), [
-        Expect(5, f"{E}.methods[1]", "did you mean 'Entropy+init'? allowed: Random, Entropy,")]),
+        Expect(5, f"{E}.methods[1]", "did you mean 'Entropy+init'? allowed: Random, Random+init, Entropy,")]),
     "unknown-preset-in-table": (with_methods('[{ name = "x", preset = "WS+KD1" }]'), [
-        Expect(5, f"{E}.methods[0].preset", "allowed: Random, Entropy, Entropy+init, WS")]),
+        Expect(5, f"{E}.methods[0].preset", "allowed: Random, Random+init, Entropy, Entropy+init, WS")]),
     "unknown-dataset": (HEAD.replace('"digits"', '"cifar-10"'), [
         Expect(3, f"{E}.dataset", "did you mean 'cifar10'? allowed: digits, mnist, fashion-mnist")]),
     "unknown-model": (HEAD.replace('"cnn5"', '"resnet50"'), [
@@ -284,7 +284,7 @@ CASES: dict[str, tuple[str, list[Expect]]] = {
     "missing-method-name": (with_methods('[{ acquisition = "random" }]'), [
         Expect(5, f"{E}.methods[0].name", "needs a `name` (or a `preset`")]),
     "empty-methods": (with_methods("[]"), [
-        Expect(5, f"{E}.methods", "methods is empty; give at least one of Random, Entropy")]),
+        Expect(5, f"{E}.methods", "methods is empty; give at least one of Random, Random+init, Entropy")]),
     "npz-without-path": (HEAD.replace('"digits"', '"npz"'), [
         Expect(3, f"{E}.dataset", "needs `path`")]),
     "path-without-npz": (HEAD + 'path = "x.npz"\n', [
