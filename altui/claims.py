@@ -407,7 +407,7 @@ def markdown(claims: Sequence[ClaimRow], methods: Iterable[str] = ()) -> str:
         lines.append(f"| {c.claim} | {c.text} | {c.section} | {format_rounds(c)} | {format_difference(c)} | "
                      f"{format_seeds(c)} | **{c.verdict}** |")
     parts = [intro, "\n".join(lines) + "\n"]
-    notes = [f"- {c.claim}, {c.text}: {c.note}" for c in claims if c.note]
+    notes = [f"- Claim {c.claim} ({c.text}): {c.note}" for c in claims if c.note]
     if notes:
         parts.append("\n".join(notes) + "\n")
     for c in claims:

@@ -176,7 +176,9 @@ def test_unpaired_seeds_are_dropped_and_counted(tmp_path: Path) -> None:
     assert row["note"] == ("unpaired, left out: seed 2 (Entropy+init has no round 1); seed 3 (no Entropy+init "
                            "round); seed 4 (no WS+init round).")
     text = cli(tmp_path / "altui.db", "claims", "gaps").stdout
-    assert "| 2 (3 dropped) | **inconclusive** |" in text and "seed 3 (no Entropy+init round)" in text
+    assert "| 2 (3 dropped) | **inconclusive** |" in text
+    assert ("- Claim 1 (WS+init ≥ Entropy+init: accuracy at the last round (same last-round decay)): unpaired, "
+            "left out: seed 2 (Entropy+init has no round 1); seed 3") in text
 
 
 def test_methods_with_fewer_rounds_are_compared_at_the_last_round_both_reached(tmp_path: Path) -> None:
