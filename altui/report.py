@@ -407,6 +407,7 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         "in bold.\n",
         markdown_table(cells) if cells else "No round is recorded yet.\n",
     ]
+    parts += _claims_section(store, experiment, runs)
     if cells:
         multi_round = max(r["rounds_done"] for r in runs) > 1
         metrics = ("accuracy", "weight_decay", "effective_channels") if multi_round else ("accuracy",)
@@ -414,6 +415,14 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         parts += _gamma_figure(store, experiment, out)
     parts += _paper_section(store, experiment, cells)
     return "\n".join(parts)
+
+
+def _claims_section(store: Store, experiment: str, runs: list[dict[str, Any]]) -> list[str]:
+    """Which of the paper's claims the runs support, from paired seeds (altui/claims.py)."""
+    from altui import claims  # claims builds on this module's bootstrap
+
+    checked = claims.experiment_claims(store, experiment)
+    return ["## Claims\n", claims.markdown(checked, (r["method"] for r in runs))]
 
 
 def _paper_section(store: Store, experiment: str, cells: list[SummaryRow]) -> list[str]:

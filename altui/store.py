@@ -487,6 +487,23 @@ class Store:
             ORDER BY e.id, r.id, x.round"""
         return self.db.query(sql, params)
 
+    def layer_rows(self, experiment: str, layer_by_model: dict[str, str]) -> list[dict[str, Any]]:
+        """Per-round effective channels of one batch-norm layer per run: the layer that
+        `layer_by_model` names for the run's model (runs of other models have none). Columns as
+        `result_rows`' where they share a name, plus layer, channels, effective and model."""
+        if not layer_by_model:
+            return []
+        model = "json_extract(r.spec_json, '$.model')"
+        match = " OR ".join(f"({model} = ? AND c.layer = ?)" for _ in layer_by_model)
+        params = [experiment, *(v for pair in layer_by_model.items() for v in pair)]
+        return self._rows(f"""
+            SELECT e.name AS experiment, r.id AS run_id, r.method, r.sweep_json, r.seed, x.round,
+                x.n_labeled, c.layer, c.channels, c.effective, {model} AS model
+            FROM channels c JOIN rounds x ON x.run_id = c.run_id AND x.round = c.round
+            JOIN runs r ON r.id = c.run_id JOIN experiments e ON e.id = r.experiment_id
+            WHERE e.name = ? AND ({match})
+            ORDER BY r.id, x.round""", params)
+
     def experiment(self, name: str) -> dict[str, Any] | None:
         """The latest `experiments` row of that name (queueing an edited experiment adds a row)."""
         rows = self._rows("SELECT * FROM experiments WHERE name = ? ORDER BY id DESC LIMIT 1", (name,))

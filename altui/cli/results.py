@@ -147,3 +147,24 @@ def write_report(
         return
     output.write_text(text, encoding="utf-8")
     out.print(f"wrote {output}", highlight=False)
+
+
+@app.command("claims")
+def check_claims(
+    ctx: typer.Context,
+    experiment: Annotated[str, typer.Argument(help="The experiment to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per claim row, in a list.")] = False,
+) -> None:
+    """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""
+    import json
+
+    from altui import claims
+
+    with open_store(ctx) as store:
+        check_experiment(store, experiment)
+        rows = claims.experiment_claims(store, experiment)
+        methods = [r["method"] for r in store.runs(experiment=experiment)]
+    if as_json:
+        sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
+        return
+    sys.stdout.write(claims.markdown(rows, methods))
