@@ -22,6 +22,9 @@ class LinkRefused(OSError):
         super().__init__(errno.ELOOP, f"{path} is a symbolic link; altui writes no file or folder beside its "
                                       "store through a link (remove the link)")
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def is_disk_full(exc: BaseException | None) -> bool:
     """Whether an error, or one it was raised from, says that the disk (or quota) is full."""

@@ -32,7 +32,7 @@ import torch
 from altui.al.config import ConfigError, RunConfig
 from altui.al.loop import run as run_loop
 from altui.al.sink import EpochStats, ResumeState, RoundResult, Sink
-from altui.files import EXIT_DISK_FULL, is_disk_full, make_dir, write_atomic
+from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full, make_dir, write_atomic
 from altui.store import Store, StoreError
 
 HEARTBEAT_SECONDS = 2.0
@@ -174,8 +174,9 @@ def load_resume(store: Store, run_id: int) -> ResumeState | None:
     try:
         return ResumeState.from_dict(torch.load(path, weights_only=True))
     except Exception as e:  # truncated, overwritten, or not a checkpoint at all: torch raises many kinds
+        cause = " ".join(str(e).split()).split(". ")[0][:120]  # torch's messages run long
         raise RunError(f"the checkpoint {path} of run {run_id} (round {last}) is damaged and cannot be read "
-                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); {again}") from e
+                       f"({type(e).__name__}: {cause}); {again}") from e
 
 
 def execute(db_path: str | Path, run_id: int, device: str | None = None, observer: Sink | None = None,
@@ -231,7 +232,7 @@ def _record_end(store: Store, run_id: int, exc: BaseException, interrupt_status:
         return status
     if is_disk_full(exc):
         raise exc
-    known = isinstance(exc, (RunError, ConfigError, StoreError))  # the message says it all
+    known = isinstance(exc, (RunError, ConfigError, StoreError, LinkRefused))  # the message says it all
     error = str(exc) if known else "".join(traceback.format_exception(exc))[-ERROR_TAIL:]
     status = store.finish(run_id, "failed", error)
     store.log(run_id, f"failed: {' '.join(str(exc).split())}", "error")
@@ -262,7 +263,10 @@ def _interruptible(cancelled: threading.Event) -> Iterator[None]:
 
 
 def _remove_partial_checkpoints(store: Store, run_id: int) -> None:
-    """A process killed while it wrote a checkpoint leaves its temporary file: never read, removed."""
+    """A process killed while it wrote a checkpoint leaves its temporary file: never read, removed.
+    (Not in a planted link's target: such a run folder is refused before anything is written.)"""
+    if store.run_dir(run_id).is_symlink():
+        raise LinkRefused(store.run_dir(run_id))
     for tmp in store.run_dir(run_id).glob("round-*.tmp"):
         tmp.unlink(missing_ok=True)
 

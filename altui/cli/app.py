@@ -108,7 +108,8 @@ def read_spec(file: Path, max_runs: int = MAX_RUNS) -> SpecFile:
         return load_spec(file, max_runs)
     except SpecError as e:
         err.print(printable(str(e)), soft_wrap=True)
-        err.print(f"{len(e.issues)} problem(s) in {file}; nothing was written.", style="red")
+        err.print(f"{len(e.issues)} problem(s) in {printable(str(file))}; nothing was written.", style="red",
+                  soft_wrap=True)
         raise typer.Exit(1) from None
 
 

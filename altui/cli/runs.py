@@ -48,7 +48,7 @@ class ProgressSink:
 
     def log(self, message: str, level: str = "info") -> None:
         if level != "info":  # round summaries come from round_done; the store keeps every line
-            self.progress.console.print(f"  {printable(message)}", style="yellow")
+            self.progress.console.print(f"  {printable(message)}", style="yellow", soft_wrap=True)
 
     def epoch_done(self, stats) -> None:
         self.progress.update(self.epochs_task, completed=stats.epoch, total=stats.epochs,
@@ -135,10 +135,10 @@ def run(
             with open_store(ctx) as store:
                 claimed = store.claim(device or "foreground", run_id=r["id"])
             if claimed is None:
-                progress.console.print(f"{printable(r['name'])}: taken by a worker, skipped")
+                progress.console.print(f"{printable(r['name'])}: taken by a worker, skipped", soft_wrap=True)
                 progress.advance(runs_task)
                 continue
-            progress.console.print(printable(r["name"]), style="bold")
+            progress.console.print(printable(r["name"]), style="bold", soft_wrap=True)
             rounds_task = progress.add_task("rounds", total=r["rounds_total"], completed=r["rounds_done"])
             epochs_task = progress.add_task("epochs", total=r["epochs_total"])
             sink = ProgressSink(progress, rounds_task, epochs_task)
@@ -148,19 +148,20 @@ def run(
                 signum = signals[-1] if signals else signal.SIGTERM
                 with contextlib.suppress(OSError):  # the terminal may be gone
                     progress.console.print(f"{printable(r['name'])}: stopped by {signal.Signals(signum).name}; "
-                                           "queued again, it resumes with `altui run` or a worker")
+                                           "queued again, it resumes with `altui run` or a worker", soft_wrap=True)
                 raise typer.Exit(128 + signum)
             progress.remove_task(rounds_task)
             progress.remove_task(epochs_task)
             progress.advance(runs_task)
             if status == "cancelled":
-                progress.console.print(f"{printable(r['name'])}: cancelled; completed rounds are kept")
+                progress.console.print(f"{printable(r['name'])}: cancelled; completed rounds are kept", soft_wrap=True)
                 if ctrl_c:
                     raise typer.Exit(130)
             if status == "failed":
                 with open_store(ctx) as store:
                     error = store.run(r["id"])["error"] or ""
-                progress.console.print(f"{printable(r['name'])}: failed: {printable(last_line(error))}", style="red")
+                progress.console.print(f"{printable(r['name'])}: failed: {printable(last_line(error))}", style="red",
+                                       soft_wrap=True)
     summary = ", ".join(f"{n} {status}" for status, n in ended.items())
     tell(f"{name}: finished ({summary}); results in {db_path(ctx)}")
     if ended["failed"] or ended["cancelled"]:
