@@ -46,6 +46,30 @@ def free_bytes(folder: str | Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def can_allocate(folder: str | Path, size: int) -> bool:
+    """Whether a file of `size` bytes fits in `folder` now: free space, but also a quota or a file-size
+    limit, which statvfs does not show. The file is allocated (not written), then removed."""
+    path = Path(folder) / f".altui-space-probe-{os.getpid()}"
+    try:
+        fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except OSError as e:
+        if is_disk_full(e):
+            return False
+        raise
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return True
+    except OSError as e:
+        if is_disk_full(e):
+            return False
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # not supported here: free space has to do
+            return True
+        raise
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+
+
 def open_fd(path: str | Path, flags: int, mode: int = 0o644) -> int:
     """os.open that refuses a symbolic link as the last component of `path`."""
     try:

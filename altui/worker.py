@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from altui.files import EXIT_DISK_FULL, free_bytes, is_disk_full, make_dir, open_append, open_fd
+from altui.files import EXIT_DISK_FULL, can_allocate, free_bytes, is_disk_full, make_dir, open_append, open_fd
 from altui.store import Store, now, parse_time
 
 POLL_SECONDS = 0.5  # one loop pass: reap, stop cancelled runs, fill free slots
@@ -222,13 +222,21 @@ def say(message: str) -> None:
     others (the last UNSAID_LINES), for the next line that can be written: a log never kills the worker."""
     _unsaid.append(f"{now()} {message}\n".encode(errors="replace"))
     del _unsaid[:-UNSAID_LINES]
+    flush_said()
+
+
+def flush_said() -> None:
+    """Write the lines that wait for space in worker.log, as far as they go."""
+    if not _unsaid:
+        return
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, ValueError, OSError):  # no file behind stdout (captured in tests)
         print(b"".join(_unsaid).decode(), end="", flush=True)
         _unsaid.clear()
         return
-    sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()  # what print() may have buffered comes first
     while _unsaid:
         try:
             written = os.write(fd, _unsaid[0])
@@ -298,11 +306,13 @@ class Worker:
             self.disk_runs.add(run_id)
         if self.disk_full is None:
             folder = self.store.path.parent
-            self.disk_full = (f"the disk of {folder} is full ({free_bytes(folder) / 1e6:.1f} MB free): no run "
-                              f"starts until {self.space_needed() / 1e6:.1f} MB are free; runs stopped by it resume "
-                              "then, with no attempt used")
+            self.disk_full = (f"the disk of {folder} is full ({free_bytes(folder) / 1e6:.1f} MB free, or a quota "
+                              f"or file-size limit is reached): no run starts until {self.space_needed() / 1e6:.1f} "
+                              "MB can be written there; runs stopped by it resume then, with no attempt used")
             say(f"{self.disk_full} [{why}]")
             self.next_disk_check = time.monotonic() + DISK_CHECK_SECONDS
+            with contextlib.suppress(Exception):
+                self.store.log(None, self.disk_full, "warning")
         self.release_disk_runs()
         with contextlib.suppress(Exception):  # tried again at each check: the disk is full
             self.store.set_settings({"worker_disk_full": self.disk_full})
@@ -328,8 +338,9 @@ class Worker:
         if time.monotonic() < self.next_disk_check:
             return False
         self.next_disk_check = time.monotonic() + DISK_CHECK_SECONDS
-        folder = self.store.path.parent
-        if free_bytes(folder) < self.space_needed():
+        flush_said()
+        folder, needed = self.store.path.parent, self.space_needed()
+        if free_bytes(folder) < needed or not can_allocate(folder, needed):
             self.full_disk("still full")
             return False
         self.release_disk_runs()
