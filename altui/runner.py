@@ -33,7 +33,7 @@ from altui.al.config import ConfigError, RunConfig
 from altui.al.loop import run as run_loop
 from altui.al.sink import EpochStats, ResumeState, RoundResult, Sink
 from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full, make_dir, write_atomic
-from altui.store import Store, StoreError
+from altui.store import Store, StoreError, to_json
 
 HEARTBEAT_SECONDS = 2.0
 ERROR_TAIL = 4000  # characters of a traceback kept in runs.error
@@ -131,8 +131,9 @@ def round_row(r: RoundResult) -> dict[str, Any]:
         "weight_decay": r.weight_decay, "lr": r.lr, "effective_channels": r.probes.effective_channels,
         "total_channels": r.probes.total_channels, "conv_l2": r.probes.conv_l2,
         "train_seconds": r.train_seconds, "acquire_seconds": r.acquire_seconds,
-        "pick_mean_score": r.pick_mean_score, "pick_class_counts": json.dumps(r.pick_class_counts),
-        "gamma_bins": json.dumps(r.probes.gamma_bins), "gamma_counts": json.dumps(r.probes.gamma_counts),
+        "pick_mean_score": r.pick_mean_score, "pick_class_counts": to_json(r.pick_class_counts, "pick_class_counts"),
+        "gamma_bins": to_json(r.probes.gamma_bins, f"round {r.round}: its |gamma| histogram (training diverged?)"),
+        "gamma_counts": to_json(r.probes.gamma_counts, "gamma_counts"),
     }
 
 

@@ -543,9 +543,9 @@ class Store:
             where.append("e.name = ?")
             params.append(experiment)
         sql = f"""
-            SELECT r.*, e.name AS experiment,
-                json_extract(r.spec_json, '$.rounds') AS rounds_total,
-                json_extract(r.spec_json, '$.epochs') AS epochs_total,
+            SELECT r.*, e.name AS experiment,  -- json_valid: a store written before JSON was checked
+                CASE WHEN json_valid(r.spec_json) THEN json_extract(r.spec_json, '$.rounds') END AS rounds_total,
+                CASE WHEN json_valid(r.spec_json) THEN json_extract(r.spec_json, '$.epochs') END AS epochs_total,
                 (SELECT COUNT(*) FROM rounds x WHERE x.run_id = r.id) AS rounds_done,
                 l.n_labeled, l.accuracy, l.weight_decay, l.effective_channels, l.total_channels,
                 (SELECT MAX(epoch) FROM epochs p WHERE p.run_id = r.id AND p.round =

@@ -213,3 +213,20 @@ def test_restart_deletes_what_a_run_recorded_and_queues_it_at_round_0(tmp_path):
         assert not (store.run_dir(a) / "round-0.pt").exists()
         assert len(store.rounds(b)) == 1 and len(store.epochs(b)) == 1 and len(store.gammas(b)) == 1
         assert "restarted from scratch" in store.events(a)[-1]["message"]
+
+
+def test_a_store_that_an_older_altui_filled_with_infinity_is_listed_again(tmp_path):
+    """Before numbers were checked, `lr = inf` wrote `Infinity` into spec_json and json_extract failed on
+    every listing. Such a run lists (its totals unknown) and fails with a message when it runs."""
+    from altui import runner
+
+    with Store(tmp_path / "altui.db") as store, store.db.conn:
+        (rid,) = queue(store, "a")
+        store.db.conn.execute("UPDATE runs SET spec_json = replace(spec_json, '\"lr\": 0.01', '\"lr\": Infinity')")
+    with Store(tmp_path / "altui.db") as store:
+        (run,) = store.runs()
+        assert "Infinity" in run["spec_json"] and run["rounds_total"] is None
+        store.claim("cpu", run_id=rid)
+    assert runner.execute(tmp_path / "altui.db", rid) == "failed"
+    with Store(tmp_path / "altui.db") as store:
+        assert store.run(rid)["error"] == "lr = inf is not finite; allowed: a finite number"
