@@ -243,7 +243,11 @@ class Store:
                         sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
                     raise
                 self._open_read_only()  # a read-only folder: reading still works
-        except sqlite3.Error as e:
+        except (sqlite3.Error, StoreError) as e:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self.db.close()
+            if isinstance(e, StoreError):
+                raise
             raise store_error(self.path, e) from None
 
     def _connect(self, uri: str) -> Database:
@@ -289,7 +293,7 @@ class Store:
         if migrations.migrations_table not in tables or not migrations.applied(self.db):
             raise StoreError(f"{self.path} is an SQLite database but not an altui store (it has no altui "
                              "schema); give --db an altui store or a new file")
-        known = {m.name for m in migrations._migrations}
+        known = {m.name for m in migrations._migrations}  # (sqlite-utils lists them nowhere public)
         unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
         if unknown:
             raise StoreError(f"the store {self.path} was written by a newer altui (schema changes "

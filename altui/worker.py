@@ -530,6 +530,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
     """Be the store's worker until SIGTERM/SIGINT/SIGHUP; False if another worker serves it."""
     db = Path(db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
+    Store(db).close()  # created (or migrated) before the lock says a worker serves it: readers find it whole
     fd = acquire_lock(db)
     if fd is None:
         say(f"a worker is already running for {db} (pid {lock_holder(db)})")
@@ -631,7 +632,8 @@ def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None
     pid = lock_holder(db)
     if pid is None:
         return None
-    with contextlib.nullcontext(store) if store else Store(db, create=False) as st:
+    # the worker holding the lock creates the store if need be: reading it here creates nothing more
+    with contextlib.nullcontext(store) if store else Store(db) as st:
         settings = st.settings()
         paused = st.paused()
     mine = settings.get("worker_pid") == str(pid)  # else the settings are an earlier worker's

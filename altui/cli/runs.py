@@ -126,6 +126,21 @@ def run(
     if not todo:
         tell(f"{name}: every run is already done or running elsewhere (see `altui ls`)")
         return
+    try:
+        ended = run_in_turn(ctx, todo, device)
+    except runner.Stopped as stop:  # a signal between two runs: none is running
+        raise typer.Exit(128 + (stop.signum or signal.SIGTERM)) from None
+    summary = ", ".join(f"{n} {status}" for status, n in ended.items())
+    tell(f"{name}: finished ({summary}); results in {db_path(ctx)}")
+    if ended["failed"] or ended["cancelled"]:
+        raise typer.Exit(1)
+
+
+def run_in_turn(ctx: typer.Context, todo: list[dict[str, Any]], device: str | None) -> Counter[str]:
+    """Run the queued runs one after another, with progress bars; how many ended how. Ctrl-C and a
+    signal stop the whole command (Exit), a cancel from another shell only its run."""
+    from altui import runner
+
     ended: Counter[str] = Counter()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with runner.stop_on_signals(signal.SIGTERM, signal.SIGHUP) as signals, ctrl_c_seen() as ctrl_c, \
@@ -162,10 +177,7 @@ def run(
                     error = store.run(r["id"])["error"] or ""
                 progress.console.print(f"{printable(r['name'])}: failed: {printable(last_line(error))}", style="red",
                                        soft_wrap=True)
-    summary = ", ".join(f"{n} {status}" for status, n in ended.items())
-    tell(f"{name}: finished ({summary}); results in {db_path(ctx)}")
-    if ended["failed"] or ended["cancelled"]:
-        raise typer.Exit(1)
+    return ended
 
 
 def last_line(error: str) -> str:
