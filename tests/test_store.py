@@ -230,3 +230,20 @@ def test_a_store_that_an_older_altui_filled_with_infinity_is_listed_again(tmp_pa
     assert runner.execute(tmp_path / "altui.db", rid) == "failed"
     with Store(tmp_path / "altui.db") as store:
         assert store.run(rid)["error"] == "lr = inf is not finite; allowed: a finite number"
+
+
+def test_a_worker_waiting_for_disk_space_pauses_the_queue_with_its_reason(tmp_path):
+    from typer.testing import CliRunner
+
+    from altui.cli import app
+
+    with Store(tmp_path / "altui.db") as store:
+        queue(store, "a")
+        store.set_settings({"worker_disk_full": "the disk of runs is full (0.1 MB free)"})
+        assert store.paused() and store.claim("cpu") is None  # what the dashboard shows as "queue paused"
+        assert store.pause_reason() == "the disk of runs is full (0.1 MB free)"
+    resumed = CliRunner().invoke(app, ["--db", str(tmp_path / "altui.db"), "resume"])
+    assert "queue resumed, but still paused: the disk of runs is full (0.1 MB free)" in resumed.output
+    with Store(tmp_path / "altui.db") as store:
+        store.set_settings({"worker_disk_full": None})
+        assert not store.paused() and store.pause_reason() is None and store.claim("cpu")["name"] == "a"
