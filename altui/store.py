@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database, Migrations
+
+from altui.files import make_dir
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 BUSY_TIMEOUT_MS = 30_000
@@ -142,6 +145,13 @@ def m003_gammas(db: Database) -> None:
     )
 
 
+def _uri_path(path: Path) -> str:
+    """A path as the path part of an SQLite file: URI (so that mode=ro and immutable=1 apply)."""
+    from urllib.parse import quote
+
+    return quote(str(path.absolute()), safe="/")
+
+
 def now() -> str:
     """UTC timestamps as ISO 8601 text: readable in exports, and they sort as they compare."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -155,16 +165,99 @@ class StoreError(RuntimeError):
     pass
 
 
-class Store:
-    """A connection to one altui database; checkpoints live in run folders beside it."""
+def to_json(value: Any, what: str) -> str:
+    """JSON text for a TEXT column. Never NaN or Infinity: SQLite's json_extract rejects them, and one
+    such value would break every query over the column."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise StoreError(f"{what} holds a number that is not finite (inf or nan); allowed: finite "
+                         "numbers") from None
 
-    def __init__(self, path: str | Path):
+
+def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
+    """What an SQLite error on the store at `path` means for its user, in one line."""
+    path = Path(path)
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if code is not None else None
+    text = str(exc)
+    if base == sqlite3.SQLITE_NOTADB or "file is not a database" in text:
+        why = f"{path} is not an altui store: it is not an SQLite database (give --db an altui store)"
+    elif base == sqlite3.SQLITE_CORRUPT or "malformed" in text and "JSON" not in text:
+        why = (f"the store {path} is damaged ({text}): restore it from a backup, or save what is "
+               f"readable with `sqlite3 {path} .recover | sqlite3 recovered.db`")
+    elif base == sqlite3.SQLITE_FULL:
+        why = f"the disk holding the store {path} is full; free some space and try again"
+    elif base in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        why = f"the store {path} cannot be written ({text}): check the permissions of it and of {path.parent}/"
+    elif base == sqlite3.SQLITE_CANTOPEN:
+        why = f"cannot open the store {path}: {_cannot_open(path)}"
+    elif base in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        why = f"the store {path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; try again"
+    else:
+        why = f"the store {path}: {text}"
+    return StoreError(why)
+
+
+def _cannot_open(path: Path) -> str:
+    if path.is_dir():
+        return "it is a folder; give --db a file, e.g. " + str(path / "altui.db")
+    if not path.parent.is_dir():
+        return f"its folder {path.parent}/ does not exist"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (f"its folder {path.parent}/ is read-only, and SQLite needs to create {path.name}-wal and "
+                f"{path.name}-shm there")
+    return "permission denied or an I/O error"
+
+
+class Store:
+    """A connection to one altui database; checkpoints live in run folders beside it.
+
+    `create=False` opens an existing store only (read-only commands never create one): a missing
+    or empty file is a StoreError, and a store whose folder is read-only is opened read-only.
+    Every SQLite failure while opening is a StoreError that says what is wrong in one line.
+    """
+
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        self.read_only = False
+        if self.path.is_dir():
+            raise StoreError(f"cannot open the store {self.path}: {_cannot_open(self.path)}")
+        if not create and not self.path.exists():
+            raise StoreError(f"no store at {self.path}: nothing was queued there yet "
+                             "(`altui queue FILE` creates it; --db or ALTUI_DB chooses another)")
+        if not create and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is empty: not an altui store")
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder of the store {self.path}: {e.strerror}") from None
+        try:
+            self.db = self._connect(f"file:{_uri_path(self.path)}")
+            try:
+                self._prepare()
+            except sqlite3.OperationalError as e:
+                self.db.close()
+                if create or getattr(e, "sqlite_errorcode", 0) & 0xFF not in (
+                        sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                    raise
+                self._open_read_only()  # a read-only folder: reading still works
+        except (sqlite3.Error, StoreError) as e:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self.db.close()
+            if isinstance(e, StoreError):
+                raise
+            raise store_error(self.path, e) from None
+
+    def _connect(self, uri: str) -> Database:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db = Database(conn)
+        return Database(conn)
+
+    def _prepare(self) -> None:
+        self._check_version()
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = NORMAL")
@@ -172,6 +265,39 @@ class Store:
         if migrations.pending(self.db):
             with self._write():
                 migrations.apply(self.db)
+
+    def _open_read_only(self) -> None:
+        """Read a store whose folder cannot be written: read-only (the WAL index exists), else
+        immutable (the last writer closed it cleanly, so there is no WAL to read)."""
+        for mode in ("mode=ro", "immutable=1"):
+            self.db = self._connect(f"file:{_uri_path(self.path)}?{mode}")
+            try:
+                self._check_version()
+                self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
+                break
+            except sqlite3.OperationalError:
+                self.db.close()
+                if mode == "immutable=1":
+                    raise
+        self.read_only = True
+        pending = [m.name for m in migrations.pending(self.db)]
+        if pending:
+            raise StoreError(f"the store {self.path} needs an upgrade ({', '.join(pending)}) but "
+                             f"its folder {self.path.parent}/ is read-only")
+
+    def _check_version(self) -> None:
+        """Refuse a file that is not an altui store, or one written by a newer altui."""
+        tables = set(self.db.table_names())
+        if not tables:
+            return  # a new store
+        if migrations.migrations_table not in tables or not migrations.applied(self.db):
+            raise StoreError(f"{self.path} is an SQLite database but not an altui store (it has no altui "
+                             "schema); give --db an altui store or a new file")
+        known = {m.name for m in migrations._migrations}  # (sqlite-utils lists them nowhere public)
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StoreError(f"the store {self.path} was written by a newer altui (schema changes "
+                             f"{', '.join(unknown)} are unknown to this one); upgrade altui to open it")
 
     def close(self) -> None:
         self.db.close()
@@ -206,6 +332,10 @@ class Store:
     def checkpoint_path(self, run_id: int, round_: int) -> Path:
         return self.run_dir(run_id) / f"round-{round_}.pt"
 
+    def make_run_dir(self, run_id: int) -> Path:
+        """The run's folder, created if missing; a symbolic link planted there is refused."""
+        return make_dir(self.run_dir(run_id))
+
     # ---- queueing ----------------------------------------------------------------------------
 
     def enqueue(self, experiment: str, file: str, spec: dict[str, Any], runs: list[dict[str, Any]]) -> list[int]:
@@ -215,20 +345,23 @@ class Store:
         Returns the ids of the runs added.
         """
         stamp = now()
+        rows = [(r, to_json(r.get("sweep", {}), f"run {r['name']!r}: its sweep"),
+                 to_json(r["config"], f"run {r['name']!r}: its settings")) for r in runs]
+        spec_json = to_json(spec, f"experiment {experiment!r}")
         with self._write() as db:
             existing = {r["name"] for r in self._rows("SELECT name FROM runs")}
-            new = [r for r in runs if r["name"] not in existing]
+            new = [row for row in rows if row[0]["name"] not in existing]
             if not new:
                 return []
             exp_id = db["experiments"].insert(
-                {"name": experiment, "file": file, "spec_json": json.dumps(spec), "created_at": stamp}
+                {"name": experiment, "file": file, "spec_json": spec_json, "created_at": stamp}
             ).last_pk
             ids = []
-            for r in new:
+            for r, sweep_json, config_json in new:
                 ids.append(db["runs"].insert({
                     "experiment_id": exp_id, "name": r["name"], "method": r["method"], "seed": r["seed"],
-                    "sweep_json": json.dumps(r.get("sweep", {})), "status": "queued", "attempt": 0,
-                    "created_at": stamp, "spec_json": json.dumps(r["config"]),
+                    "sweep_json": sweep_json, "status": "queued", "attempt": 0,
+                    "created_at": stamp, "spec_json": config_json,
                 }).last_pk)
             return ids
 
@@ -257,15 +390,20 @@ class Store:
             self.db.conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now(), run_id))
             return self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
 
-    def finish(self, run_id: int, status: str, error: str | None = None) -> None:
-        """End a run (done, failed, cancelled) or send it back to the queue (queued)."""
+    def finish(self, run_id: int, status: str, error: str | None = None) -> str:
+        """End a run (done, failed, cancelled) or send it back to the queue (queued); returns the
+        run's status afterwards. A cancel is never overwritten: a run cancelled while it finished
+        its last round, or while it failed, stays cancelled."""
         if status not in STATUSES or status == "running":
             raise StoreError(f"cannot finish a run as {status!r}")
         with self._write():
             self.db.conn.execute(
-                "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ? WHERE id = ?",
-                (status, error, None if status == "queued" else now(), run_id),
+                "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ? "
+                "WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
+                (status, error, None if status == "queued" else now(), run_id, status),
             )
+            row = self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row else status
 
     def cancel(self, run_ids: Iterable[int]) -> list[int]:
         """Cancel queued or running runs; returns those changed. A running one's process is ended by
@@ -278,6 +416,27 @@ class Store:
         with self._write():
             for rid in changed:
                 self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL WHERE id = ?", (rid,))
+        return changed
+
+    def restart(self, run_ids: Iterable[int]) -> list[int]:
+        """Queue failed or cancelled runs again from round 0: delete their recorded rounds, epochs,
+        channels, picks and gammas (and their checkpoints), keep their events. For a run whose
+        checkpoint is gone or damaged, which can never resume. Returns the runs changed."""
+        changed = []
+        with self._write():
+            for rid in run_ids:
+                if not self.db.conn.execute("UPDATE runs SET status = 'queued', attempt = 0, error = NULL, "
+                                            "finished_at = NULL, started_at = NULL WHERE id = ? AND status "
+                                            "IN ('failed', 'cancelled')", (rid,)).rowcount:
+                    continue
+                for table in ("rounds", "epochs", "channels", "picks", "gammas"):
+                    self.db.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
+                self.db["events"].insert({"run_id": rid, "at": now(), "level": "warning",
+                                          "message": "restarted from scratch: its recorded rounds were deleted"})
+                changed.append(rid)
+        for rid in changed:  # after the commit: a crash in between leaves files that nothing reads
+            for path in self.run_dir(rid).glob("round-*"):
+                path.unlink(missing_ok=True)
         return changed
 
     def _transition(self, run_ids: Iterable[int], from_: tuple[str, ...], to: str, finished: bool) -> list[int]:
@@ -322,7 +481,16 @@ class Store:
         self.set_settings({"queue_paused": "1" if paused else "0"})
 
     def paused(self) -> bool:
-        return self.settings().get("queue_paused") == "1"
+        """Whether no queued run starts: paused by the user, or by the worker for a full disk."""
+        settings = self.settings()
+        return settings.get("queue_paused") == "1" or "worker_disk_full" in settings
+
+    def pause_reason(self) -> str | None:
+        """Why the queue is paused, in words; None when it is not."""
+        settings = self.settings()
+        if "worker_disk_full" in settings:
+            return settings["worker_disk_full"]
+        return "paused by `altui pause`" if settings.get("queue_paused") == "1" else None
 
     # ---- results -----------------------------------------------------------------------------
 
@@ -379,9 +547,9 @@ class Store:
             where.append("e.name = ?")
             params.append(experiment)
         sql = f"""
-            SELECT r.*, e.name AS experiment,
-                json_extract(r.spec_json, '$.rounds') AS rounds_total,
-                json_extract(r.spec_json, '$.epochs') AS epochs_total,
+            SELECT r.*, e.name AS experiment,  -- json_valid: a store written before JSON was checked
+                CASE WHEN json_valid(r.spec_json) THEN json_extract(r.spec_json, '$.rounds') END AS rounds_total,
+                CASE WHEN json_valid(r.spec_json) THEN json_extract(r.spec_json, '$.epochs') END AS epochs_total,
                 (SELECT COUNT(*) FROM rounds x WHERE x.run_id = r.id) AS rounds_done,
                 l.n_labeled, l.accuracy, l.weight_decay, l.effective_channels, l.total_channels,
                 (SELECT MAX(epoch) FROM epochs p WHERE p.run_id = r.id AND p.round =

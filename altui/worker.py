@@ -8,6 +8,10 @@ worker_slots). Runs go through an `Executor`; `LocalExecutor` starts them as loc
 Recovery: a `running` run that this worker does not own is adopted when its runner process is still
 alive (a worker killed with -9 leaves its runs running), and otherwise is treated as crashed: requeued
 to resume after its last recorded round, or failed once it has used `max_attempts` starts.
+
+A full disk pauses the queue instead of killing the worker: runs stopped by it go back to the queue
+without using an attempt, the reason is in `settings.worker_disk_full` (and in worker.log once it
+can be written), and the queue goes on once there is room for a checkpoint again.
 Behaviour and operation: docs/worker.md.
 """
 
@@ -29,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from altui.files import EXIT_DISK_FULL, can_allocate, free_bytes, is_disk_full, make_dir, open_append, open_fd
 from altui.store import Store, now, parse_time
 
 POLL_SECONDS = 0.5  # one loop pass: reap, stop cancelled runs, fill free slots
@@ -40,7 +45,9 @@ STOP_GRACE = 20.0  # on worker stop: time for runs to requeue themselves before 
 START_TIMEOUT = 30.0  # start_worker waits this long for the new worker to hold the lock
 ERROR_TAIL = 4000  # characters of output.log kept in runs.error
 ERROR_PAUSE = 5.0  # after an unexpected error in the loop (say, a disk full), retry after this
-SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots")
+DISK_CHECK_SECONDS = 5.0  # while the disk is full, look for free space this often
+DISK_MARGIN = 1 << 20  # bytes free beyond the largest checkpoint before runs start again
+SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots", "worker_disk_full")
 UNKNOWN_EXIT = -1000  # the exit code of an adopted process, which is not our child
 
 
@@ -174,11 +181,10 @@ class LocalExecutor:
         return env
 
     def submit(self, run_id: int, slot: Slot) -> Handle:
-        run_dir = self.db.parent / str(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = make_dir(self.db.parent / str(run_id))  # never through a planted link
         cmd = [sys.executable, "-m", "altui.runner", "--db", str(self.db), "--run", str(run_id),
                "--device", slot.device]
-        with open(run_dir / "output.log", "ab") as log:
+        with open_append(run_dir / "output.log") as log:
             log.write(f"--- {now()} worker {os.getpid()}: starting run {run_id} on {slot.label}\n".encode())
             log.flush()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -207,15 +213,44 @@ class LocalExecutor:
 # ---- the worker loop -----------------------------------------------------------------------------
 
 
+_unsaid: list[bytes] = []  # lines not yet written to worker.log (its disk was full)
+UNSAID_LINES = 200
+
+
 def say(message: str) -> None:
-    """A line in worker.log (stdout of a detached worker)."""
-    print(f"{now()} {message}", flush=True)
+    """A line in worker.log (stdout of a detached worker). On a full disk the line waits, with the
+    others (the last UNSAID_LINES), for the next line that can be written: a log never kills the worker."""
+    _unsaid.append(f"{now()} {message}\n".encode(errors="replace"))
+    del _unsaid[:-UNSAID_LINES]
+    flush_said()
+
+
+def flush_said() -> None:
+    """Write the lines that wait for space in worker.log, as far as they go."""
+    if not _unsaid:
+        return
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # no file behind stdout (captured in tests)
+        print(b"".join(_unsaid).decode(), end="", flush=True)
+        _unsaid.clear()
+        return
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()  # what print() may have buffered comes first
+    while _unsaid:
+        try:
+            written = os.write(fd, _unsaid[0])
+        except OSError:
+            return  # kept for the next line
+        _unsaid[0] = _unsaid[0][written:]
+        if not _unsaid[0]:
+            del _unsaid[0]
 
 
 def output_tail(store: Store, run_id: int) -> str:
     path = store.run_dir(run_id) / "output.log"
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
             f.seek(max(0, path.stat().st_size - ERROR_TAIL))
             return f.read().decode(errors="replace")
     except OSError:
@@ -230,15 +265,21 @@ class Worker:
         self.active: dict[int, Handle] = {}
         self.stopping = False
         self.next_recover = self.next_beat = 0.0
+        self.disk_full: str | None = None  # why the queue waits for disk space; None: it does not
+        self.disk_runs: set[int] = set()  # runs a full disk stopped: to release (no attempt used), to size
+        self.next_disk_check = 0.0
 
     def serve(self) -> None:
         """Loop until `stopping` is set (by a signal), then stop the runs and return."""
         while not self.stopping:
             try:
                 self.tick()
-            except Exception:  # a daemon outlives a bad moment (locked or full disk); runs go on
-                say(f"error in the worker loop, retrying in {ERROR_PAUSE:.0f} s:\n{traceback.format_exc()}")
-                time.sleep(ERROR_PAUSE)
+            except Exception as e:  # a daemon outlives a bad moment (locked or full disk); runs go on
+                if is_disk_full(e):
+                    self.full_disk(f"{type(e).__name__}: {e}")
+                else:
+                    say(f"error in the worker loop, retrying in {ERROR_PAUSE:.0f} s:\n{traceback.format_exc()}")
+                    time.sleep(ERROR_PAUSE)
             time.sleep(POLL_SECONDS)
         self.shutdown()
 
@@ -247,7 +288,8 @@ class Worker:
         self.stop_cancelled()
         if time.monotonic() >= self.next_recover:
             self.recover()
-        self.fill()
+        if self.disk_full is None or self.space_is_back():
+            self.fill()
         if time.monotonic() >= self.next_beat:
             self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
             self.store.set_settings({"worker_heartbeat": now()})
@@ -255,6 +297,60 @@ class Worker:
     def event(self, run_id: int | None, message: str, level: str = "info") -> None:
         say(f"run {run_id}: {message}" if run_id is not None else message)
         self.store.log(run_id, message, level)
+
+    # -- a full disk
+    def full_disk(self, why: str, run_id: int | None = None) -> None:
+        """Pause starting runs until there is space again (space_is_back); `run_id` was stopped by
+        the full disk and goes back to the queue without using an attempt."""
+        if run_id is not None:
+            self.disk_runs.add(run_id)
+        if self.disk_full is None:
+            folder = self.store.path.parent
+            self.disk_full = (f"the disk of {folder} is full ({free_bytes(folder) / 1e6:.1f} MB free, or a quota "
+                              f"or file-size limit is reached): no run starts until {self.space_needed() / 1e6:.1f} "
+                              "MB can be written there; runs stopped by it resume then, with no attempt used")
+            say(f"{self.disk_full} [{why}]")
+            self.next_disk_check = time.monotonic() + DISK_CHECK_SECONDS
+            with contextlib.suppress(Exception):
+                self.store.log(None, self.disk_full, "warning")
+        self.release_disk_runs()
+        with contextlib.suppress(Exception):  # tried again at each check: the disk is full
+            self.store.set_settings({"worker_disk_full": self.disk_full})
+
+    def release_disk_runs(self) -> None:
+        """Queue again the runs a full disk stopped (those that could not do it themselves)."""
+        for run_id in sorted(self.disk_runs):
+            if run_id in self.active:
+                continue
+            with contextlib.suppress(Exception):
+                self.store.release(run_id)  # only while it is still `running`: attempt not counted
+
+    def space_needed(self) -> int:
+        """Bytes that must be free before runs start again: the largest checkpoint of a run stopped
+        by the full disk (its next one is as large), plus a margin for the store."""
+        sizes = [p.stat().st_size for run_id in self.disk_runs
+                 for p in self.store.run_dir(run_id).glob("round-*.pt")]
+        return max(sizes, default=0) + DISK_MARGIN
+
+    def space_is_back(self) -> bool:
+        """While the disk is full, every DISK_CHECK_SECONDS: whether there is room again. Then the
+        stopped runs are back in the queue, the pause is lifted, and this returns True."""
+        if time.monotonic() < self.next_disk_check:
+            return False
+        self.next_disk_check = time.monotonic() + DISK_CHECK_SECONDS
+        flush_said()
+        folder, needed = self.store.path.parent, self.space_needed()
+        if free_bytes(folder) < needed or not can_allocate(folder, needed):
+            self.full_disk("still full")
+            return False
+        self.release_disk_runs()
+        if any(self.store.run(r)["status"] == "running" and r not in self.active for r in self.disk_runs):
+            return False  # a release did not get written yet
+        self.store.set_settings({"worker_disk_full": None})
+        self.disk_full = None
+        self.disk_runs.clear()
+        self.event(None, f"disk space is back ({free_bytes(folder) / 1e6:.1f} MB free in {folder}): runs start again")
+        return True
 
     # -- slots
     def free_slot(self, label: str | None = None) -> Slot | None:
@@ -264,7 +360,7 @@ class Worker:
         return free[0] if free else None
 
     def fill(self) -> None:
-        while not self.stopping and (slot := self.free_slot()) is not None:
+        while not self.stopping and self.disk_full is None and (slot := self.free_slot()) is not None:
             run = self.store.claim(slot.label)  # None when the queue is empty or paused
             if run is None:
                 return
@@ -274,6 +370,9 @@ class Worker:
         try:
             handle = self.executor.submit(run["id"], slot)
         except OSError as e:
+            if is_disk_full(e):  # not the run's fault: it waits in the queue, its attempt not used
+                self.full_disk(f"could not start run {run['id']}: {e}", run["id"])
+                return
             self.store.finish(run["id"], "failed", f"the worker could not start its process: {e}")
             self.event(run["id"], f"could not start: {e}", "error")
             return
@@ -291,6 +390,9 @@ class Worker:
                 self.ended(handle.run_id, code)
 
     def ended(self, run_id: int, code: int) -> None:
+        if code == EXIT_DISK_FULL:  # the runner stopped for a full disk (and released itself if it could)
+            self.full_disk(f"run {run_id} stopped: no space to write its results", run_id)
+            return
         run = self.store.run(run_id)
         if run["status"] != "running":  # the runner recorded its end: done, failed, cancelled, queued
             exit_code = "unknown" if code == UNKNOWN_EXIT else code
@@ -300,6 +402,14 @@ class Worker:
             self.event(run_id, "requeued: the worker is stopping", "warning")
         else:  # killed, out of memory, or died before it could record anything
             why = "its process ended" + (f" with exit code {code}" if code != UNKNOWN_EXIT else "")
+            self.lost(run, why)
+
+    def lost(self, run: dict[str, Any], why: str) -> None:
+        """A run whose process is gone: crashed, unless the disk is full (then that is why, and it
+        costs no attempt)."""
+        if self.disk_full is not None:
+            self.full_disk(f"run {run['id']}: {why}", run["id"])
+        else:
             self.crashed(run, why)
 
     def crashed(self, run: dict[str, Any], why: str) -> None:
@@ -337,7 +447,7 @@ class Worker:
         """Adopt the live runs of an earlier worker; requeue (or fail) runs whose process is gone."""
         self.next_recover = time.monotonic() + RECOVER_SECONDS
         for run in self.store.runs(status="running"):
-            if run["id"] in self.active:
+            if run["id"] in self.active or run["id"] in self.disk_runs:
                 continue
             handle = self.executor.adopt(run, self.free_slot(run["device"]))
             if handle is not None:
@@ -348,9 +458,9 @@ class Worker:
             if run["status"] != "running":
                 continue
             if run["pid"] is not None:
-                self.crashed(run, f"its process {run['pid']} is gone")
+                self.lost(run, f"its process {run['pid']} is gone")
             elif self.stale(run):  # no pid: a foreground run, or one claimed just before a crash
-                self.crashed(run, f"no heartbeat since {run['heartbeat_at']}")
+                self.lost(run, f"no heartbeat since {run['heartbeat_at']}")
 
     def stale(self, run: dict[str, Any]) -> bool:
         beat = parse_time(run["heartbeat_at"])
@@ -382,7 +492,7 @@ def lock_path(db: Path) -> Path:
 def acquire_lock(db: Path, wait: float = 2.0) -> int | None:
     """The exclusive lock that makes this process the store's worker; an fd, or None when another
     worker holds it. Retries briefly: readers take short shared locks to test it."""
-    fd = os.open(lock_path(db), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_fd(lock_path(db), os.O_RDWR | os.O_CREAT)  # a planted link is refused, never followed
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -401,9 +511,9 @@ def acquire_lock(db: Path, wait: float = 2.0) -> int | None:
 def lock_holder(db: Path) -> int | None:
     """The pid of the worker holding the lock (0 when it has not written it yet); None when free."""
     path = lock_path(db)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    with open(path, "rb") as f:
+    with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: testers never block each other
         except BlockingIOError:
@@ -420,6 +530,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
     """Be the store's worker until SIGTERM/SIGINT/SIGHUP; False if another worker serves it."""
     db = Path(db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
+    Store(db).close()  # created (or migrated) before the lock says a worker serves it: readers find it whole
     fd = acquire_lock(db)
     if fd is None:
         say(f"a worker is already running for {db} (pid {lock_holder(db)})")
@@ -439,7 +550,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
         slots = make_slots(gpus, slots_per_gpu)
         labels = [s.label for s in slots]
         store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(),
-                               "worker_heartbeat": now(), "worker_slots": json.dumps(labels)})
+                            "worker_heartbeat": now(), "worker_slots": json.dumps(labels), "worker_disk_full": None})
         cpu_slots = sum(s.gpu is None for s in slots)
         worker = Worker(store, LocalExecutor(db, cpu_slots), slots, max_attempts)
         worker.event(None, f"worker {os.getpid()} started: slots {', '.join(s.label for s in slots)}, "
@@ -474,7 +585,7 @@ def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, detach: b
     cmd = [sys.executable, "-m", "altui.worker", "--db", str(db), "--gpus", gpus,
            "--slots-per-gpu", str(slots_per_gpu), "--max-attempts", str(max_attempts)]
     log_path = db.parent / "worker.log"
-    with open(log_path, "ab") as log:
+    with open_append(log_path) as log:  # never through a planted link
         proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, close_fds=True,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -515,11 +626,13 @@ def stop_worker(db: Path, timeout: float = STOP_GRACE + 30) -> bool:
 
 def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None:
     """The store's worker: pid, started, heartbeat (ISO text), slots (device labels), paused,
-    log; None when no worker runs. Pass an open `store` to poll without reconnecting."""
+    disk_full (why it paused the queue, or None), log; None when no worker runs. Pass an open
+    `store` to poll without reconnecting."""
     db = Path(db).resolve()
     pid = lock_holder(db)
     if pid is None:
         return None
+    # the worker holding the lock creates the store if need be: reading it here creates nothing more
     with contextlib.nullcontext(store) if store else Store(db) as st:
         settings = st.settings()
         paused = st.paused()
@@ -530,6 +643,7 @@ def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None
         "heartbeat": settings.get("worker_heartbeat") if mine else None,
         "slots": json.loads(settings["worker_slots"]) if mine and "worker_slots" in settings else [],
         "paused": paused,
+        "disk_full": settings.get("worker_disk_full") if mine else None,
         "log": str(db.parent / "worker.log"),
     }
 

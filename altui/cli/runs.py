@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from altui.cli.app import app, db_path, fail, open_store, out, queue_experiment, read_spec, tell, wide
-from altui.spec import SpecError
-from altui.store import Store
+from altui.cli.app import (
+    MaxRuns,
+    app,
+    db_path,
+    fail,
+    open_store,
+    out,
+    printable,
+    queue_experiment,
+    read_spec,
+    tell,
+    wide,
+)
+from altui.spec import MAX_RUNS, SpecError
+from altui.store import Store, parse_time
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="An experiments.toml file.")]) -> None:
+def validate(file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
+             max_runs: MaxRuns = MAX_RUNS) -> None:
     """Check an experiment file and list the runs it expands to."""
-    spec = read_spec(file)
+    spec = read_spec(file, max_runs)
     for exp in spec.experiments:
-        out.print(f"{exp.name}: {len(exp.runs)} runs")
-    out.print(f"{file}: OK")
+        tell(f"{exp.name}: {len(exp.runs)} runs")
+    tell(f"{file}: OK")
 
 
 class ProgressSink:
@@ -31,7 +48,7 @@ class ProgressSink:
 
     def log(self, message: str, level: str = "info") -> None:
         if level != "info":  # round summaries come from round_done; the store keeps every line
-            self.progress.console.print(f"  {message}", style="yellow", highlight=False)
+            self.progress.console.print(f"  {printable(message)}", style="yellow", soft_wrap=True)
 
     def epoch_done(self, stats) -> None:
         self.progress.update(self.epochs_task, completed=stats.epoch, total=stats.epochs,
@@ -46,51 +63,127 @@ class ProgressSink:
         )
 
 
+@contextlib.contextmanager
+def ctrl_c_seen() -> Iterator[list[int]]:
+    """Remember a Ctrl-C (still a KeyboardInterrupt), to tell it from a cancel by `altui cancel`.
+    Left alone where SIGINT is ignored (`nohup altui run ... &`)."""
+    seen: list[int] = []
+
+    def on_int(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_int)
+    try:
+        yield seen
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+
+
+def requeue_lost(store: Store, name: str) -> None:
+    """Runs of this experiment left `running` by a foreground `altui run` that died without a word
+    (kill -9, a crash): no process id and no heartbeat for the worker's stale time. They are queued
+    again and resume here. A worker's runs carry a pid and are the worker's to recover."""
+    from datetime import datetime, timezone
+
+    from altui.worker import STALE_SECONDS
+
+    for r in store.runs(status="running", experiment=name):
+        beat = parse_time(r["heartbeat_at"])
+        if r["pid"] is None and (beat is None or (datetime.now(timezone.utc) - beat).total_seconds() > STALE_SECONDS):
+            store.finish(r["id"], "queued")
+            store.log(r["id"], f"no heartbeat since {r['heartbeat_at']}: its foreground process is gone; "
+                               "queued again by `altui run`", "warning")
+
+
 @app.command()
 def run(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
     name: Annotated[str, typer.Argument(help="The experiment to run.")],
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: the experiment's).")] = None,
+    max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Run an experiment's runs one after another in the foreground. Ctrl-C cancels the current run
-    and keeps its completed rounds; running the command again resumes it."""
+    and keeps its completed rounds; running the command again resumes it. Exit code 0 when every run
+    is done, 1 when one failed or was cancelled (docs/cli.md lists the others)."""
     from altui import runner
 
-    spec = read_spec(file)
-    with open_store(ctx) as store:
+    spec = read_spec(file, max_runs)
+    try:
+        spec.get(name)  # before the store is opened: a wrong name creates or changes nothing
+    except SpecError as e:
+        fail(str(e))
+    with open_store(ctx, create=True) as store:
         queue_experiment(store, spec, name)
+        requeue_lost(store, name)
         runs = store.runs(experiment=name)
         store.retry([r["id"] for r in runs if r["status"] in ("failed", "cancelled")])
         todo = [r for r in store.runs(experiment=name) if r["status"] == "queued"]
     if not todo:
-        out.print(f"{name}: every run is already done or running (see `altui ls`)")
+        tell(f"{name}: every run is already done or running elsewhere (see `altui ls`)")
         return
+    try:
+        ended = run_in_turn(ctx, todo, device)
+    except runner.Stopped as stop:  # a signal between two runs: none is running
+        raise typer.Exit(128 + (stop.signum or signal.SIGTERM)) from None
+    summary = ", ".join(f"{n} {status}" for status, n in ended.items())
+    tell(f"{name}: finished ({summary}); results in {db_path(ctx)}")
+    if ended["failed"] or ended["cancelled"]:
+        raise typer.Exit(1)
+
+
+def run_in_turn(ctx: typer.Context, todo: list[dict[str, Any]], device: str | None) -> Counter[str]:
+    """Run the queued runs one after another, with progress bars; how many ended how. Ctrl-C and a
+    signal stop the whole command (Exit), a cancel from another shell only its run."""
+    from altui import runner
+
+    ended: Counter[str] = Counter()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=out) as progress:
+    with runner.stop_on_signals(signal.SIGTERM, signal.SIGHUP) as signals, ctrl_c_seen() as ctrl_c, \
+            Progress(*columns, console=out) as progress:
         runs_task = progress.add_task("runs", total=len(todo))
         for r in todo:
             with open_store(ctx) as store:
                 claimed = store.claim(device or "foreground", run_id=r["id"])
             if claimed is None:
-                progress.console.print(f"{r['name']}: taken by a worker, skipped")
+                progress.console.print(f"{printable(r['name'])}: taken by a worker, skipped", soft_wrap=True)
                 progress.advance(runs_task)
                 continue
-            progress.console.print(f"[bold]{r['name']}[/bold]")
+            progress.console.print(printable(r["name"]), style="bold", soft_wrap=True)
             rounds_task = progress.add_task("rounds", total=r["rounds_total"], completed=r["rounds_done"])
             epochs_task = progress.add_task("epochs", total=r["epochs_total"])
             sink = ProgressSink(progress, rounds_task, epochs_task)
             status = runner.execute(db_path(ctx), r["id"], device, observer=sink)
+            ended[status] += 1
+            if status == "queued":  # SIGHUP or SIGTERM: the run is back in the queue, written before any print
+                signum = signals[-1] if signals else signal.SIGTERM
+                with contextlib.suppress(OSError):  # the terminal may be gone
+                    progress.console.print(f"{printable(r['name'])}: stopped by {signal.Signals(signum).name}; "
+                                           "queued again, it resumes with `altui run` or a worker", soft_wrap=True)
+                raise typer.Exit(128 + signum)
             progress.remove_task(rounds_task)
             progress.remove_task(epochs_task)
             progress.advance(runs_task)
             if status == "cancelled":
-                progress.console.print(f"{r['name']}: cancelled; completed rounds are kept")
-                raise typer.Exit(130)
+                progress.console.print(f"{printable(r['name'])}: cancelled; completed rounds are kept", soft_wrap=True)
+                if ctrl_c:
+                    raise typer.Exit(130)
             if status == "failed":
                 with open_store(ctx) as store:
-                    progress.console.print(f"[red]{r['name']}: failed[/red]\n{store.run(r['id'])['error']}")
-    out.print(f"{name}: finished; results in {db_path(ctx)}")
+                    error = store.run(r["id"])["error"] or ""
+                progress.console.print(f"{printable(r['name'])}: failed: {printable(last_line(error))}", style="red",
+                                       soft_wrap=True)
+    return ended
+
+
+def last_line(error: str) -> str:
+    """What went wrong, in one line: a traceback's last line is the exception and its message."""
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    return " ".join(lines[-1].split()) if lines else "(no message)"
 
 
 def fmt(value: object, spec: str = "") -> str:
@@ -104,6 +197,9 @@ def list_runs(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
 ) -> None:
     """List runs with status, round r/R and the last accuracy."""
+    if not db_path(ctx).exists():  # nothing was ever queued there: say so, create nothing
+        wide.print(f"no runs in {db_path(ctx)}")
+        return
     with open_store(ctx) as store:
         rows = store.runs(status=status, experiment=experiment)
     table = Table(box=None, header_style="bold")
@@ -111,11 +207,11 @@ def list_runs(
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r["id"]), r["name"], r["status"], f"{r['rounds_done']}/{r['rounds_total']}",
+            str(r["id"]), printable(r["name"]), r["status"], f"{r['rounds_done']}/{r['rounds_total']}",
             fmt(r["n_labeled"]), fmt(r["accuracy"], ".4f"), fmt(r["weight_decay"], ".3g"),
             fmt(r["effective_channels"]), str(r["attempt"]),
         )
-    wide.print(table if rows else f"no runs in {db_path(ctx)}")
+    wide.print(table if rows else printable(f"no runs in {db_path(ctx)}"))
 
 
 def id_ranges(ids: list[int]) -> str:
@@ -134,11 +230,12 @@ def queue_runs(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
     names: Annotated[list[str] | None, typer.Argument(help="Experiments to queue (default: all).")] = None,
+    max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Queue experiments' runs for the worker. Runs already in the store are left as they are."""
     from altui.worker import worker_status
 
-    spec = read_spec(file)
+    spec = read_spec(file, max_runs)
     names = names or [e.name for e in spec.experiments]
     for name in names:  # check every name before writing anything
         try:
@@ -146,7 +243,7 @@ def queue_runs(
         except SpecError as e:
             fail(str(e))
     added = 0
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         for name in names:
             ids, existing = queue_experiment(store, spec, name)
             added += len(ids)
@@ -157,11 +254,13 @@ def queue_runs(
 
 
 def change_runs(ctx: typer.Context, refs: list[str], change: str) -> None:
-    """Cancel or retry runs by id or name, saying for each whether it changed."""
+    """Cancel, retry or restart runs by id or name, saying for each whether it changed."""
     with open_store(ctx) as store:
         ids = store.resolve(refs)
-        changed = store.cancel(ids) if change == "cancel" else store.retry(ids)
-        done = "cancelled" if change == "cancel" else "queued again"
+        act: dict[str, Any] = {"cancel": store.cancel, "retry": store.retry, "restart": store.restart}
+        changed = act[change](ids)
+        done = {"cancel": "cancelled", "retry": "queued again",
+                "restart": "queued again from round 0 (its recorded rounds are deleted)"}[change]
         for rid in ids:
             r = store.run(rid)
             note = done if rid in changed else f"not changed: it is {r['status']}"
@@ -175,9 +274,16 @@ def cancel(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="R
 
 
 @app.command()
-def retry(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
-    """Queue failed or cancelled runs again; they resume after their last completed round."""
-    change_runs(ctx, runs, "retry")
+def retry(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run ids or names.")],
+    from_scratch: Annotated[bool, typer.Option(
+        "--from-scratch", help="Delete the runs' recorded rounds, epochs, channels, picks and gammas and start "
+                               "again at round 0 (for a run whose checkpoint is missing or damaged).")] = False,
+) -> None:
+    """Queue failed or cancelled runs again; they resume after their last completed round, or start
+    over with --from-scratch."""
+    change_runs(ctx, runs, "restart" if from_scratch else "retry")
 
 
 @app.command()
@@ -193,7 +299,8 @@ def resume(ctx: typer.Context) -> None:
     """Resume the queue."""
     with open_store(ctx) as store:
         store.set_paused(False)
-    tell("queue resumed")
+        reason = store.pause_reason()
+    tell("queue resumed" if reason is None else f"queue resumed, but still paused: {reason}")
 
 
 def print_events(store: Store, run_id: int, after: int) -> int:

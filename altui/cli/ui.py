@@ -32,7 +32,7 @@ def demo(
     from altui.worker import WorkerError, start_worker, worker_status
 
     spec = read_spec(file)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         ids, existing = queue_experiment(store, spec, experiment)
     out.print(f"{experiment}: queued {len(ids)} new run(s), {existing} already in {db_path(ctx)}",
               highlight=False)

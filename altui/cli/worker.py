@@ -67,8 +67,9 @@ def worker_show(ctx: typer.Context) -> None:
     status = worker_status(db_path(ctx))
     with open_store(ctx) as store:
         counts = {s: len(store.runs(status=s)) for s in ("running", "queued")}
+        reason = store.pause_reason()
     queue = f"queue: {counts['running']} running, {counts['queued']} queued" + (
-        " (paused)" if status and status["paused"] else "")
+        f" (paused: {reason})" if reason else "")
     if status is None:
         tell(f"no worker is running for {db_path(ctx)}; {queue}")
         return
