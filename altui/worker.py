@@ -2,8 +2,9 @@
 
 One worker serves a store: it holds an exclusive flock on `<db folder>/worker.lock` while it lives and
 records itself in the store's `settings` table (worker_pid, worker_started, worker_heartbeat,
-worker_slots). Runs go through an `Executor`; `LocalExecutor` starts them as local subprocesses
-(`python -m altui.runner`), and a Slurm executor can take its place later.
+worker_slots). Runs go through an `Executor` (altui/executors/): `LocalExecutor` starts them as local
+subprocesses (`python -m altui.runner`); with `--executor slurm`, `SlurmWorker` submits each run as a
+Slurm job and ingests the events its job writes.
 
 Recovery: a `running` run that this worker does not own is adopted when its runner process is still
 alive (a worker killed with -9 leaves its runs running), and otherwise is treated as crashed: requeued
@@ -27,8 +28,10 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from altui.executors import UNKNOWN_EXIT, Executor, Handle
+from altui.executors.local import LocalExecutor, is_runner  # noqa: F401 (re-exported: altui.worker.is_runner)
 from altui.store import Store, now, parse_time
 
 POLL_SECONDS = 0.5  # one loop pass: reap, stop cancelled runs, fill free slots
@@ -41,7 +44,6 @@ START_TIMEOUT = 30.0  # start_worker waits this long for the new worker to hold 
 ERROR_TAIL = 4000  # characters of output.log kept in runs.error
 ERROR_PAUSE = 5.0  # after an unexpected error in the loop (say, a disk full), retry after this
 SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots")
-UNKNOWN_EXIT = -1000  # the exit code of an adopted process, which is not our child
 
 
 class WorkerError(RuntimeError):
@@ -103,105 +105,6 @@ def make_slots(gpus: str, slots_per_gpu: int) -> list[Slot]:
         ids = detect_gpus()
     devices: list[str | None] = list(ids) if ids else [None]
     return [Slot(i, gpu) for i, gpu in enumerate(d for d in devices for _ in range(slots_per_gpu))]
-
-
-# ---- executors -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Handle:
-    """A run's process as an executor started (or adopted) it."""
-
-    run_id: int
-    slot: Slot | None  # None: adopted with no free slot of its device
-    pid: int | None
-    process: Any = None  # executor-specific (a Popen for LocalExecutor; None when adopted)
-    term_at: float | None = None  # monotonic time of our SIGTERM
-    killed: bool = False  # SIGKILL sent
-
-
-class Executor(Protocol):
-    def submit(self, run_id: int, slot: Slot) -> Handle: ...
-
-    def poll(self, handle: Handle) -> int | None:
-        """None while the run's process lives, else its exit code (or UNKNOWN_EXIT)."""
-        ...
-
-    def kill(self, handle: Handle, force: bool = False) -> None:
-        """SIGTERM (the run requeues itself, or stays cancelled), or SIGKILL with force."""
-        ...
-
-    def adopt(self, run: dict[str, Any], slot: Slot | None) -> Handle | None:
-        """A handle on a `running` run's live process that another worker started, else None."""
-        ...
-
-
-def is_runner(pid: int, run_id: int) -> bool:
-    """Whether `pid` is the runner process of `run_id`. Reading its command line guards against
-    pids reused after a reboot (and a zombie has none)."""
-    proc = Path(f"/proc/{pid}/cmdline")
-    if not Path("/proc/self").exists():  # no procfs (macOS): the pid is all we know
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    try:
-        args = proc.read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    if "altui.runner" not in args or "--run" not in args[:-1]:
-        return False
-    return args[args.index("--run") + 1] == str(run_id)
-
-
-class LocalExecutor:
-    """Each run a subprocess of the worker: `python -m altui.runner --db DB --run ID --device D`,
-    output appended to `<db folder>/<run id>/output.log`."""
-
-    def __init__(self, db: Path, cpu_slots: int = 1):
-        self.db = db
-        # CPU slots share the cores: give each its share, unless the user chose (OMP_NUM_THREADS)
-        self.cpu_threads = max(1, (os.cpu_count() or 1) // cpu_slots) if cpu_slots > 1 else None
-
-    def env(self, slot: Slot) -> dict[str, str]:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=slot.gpu or "")
-        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # GPU ids as nvidia-smi numbers them
-        if slot.gpu is None and self.cpu_threads:
-            env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
-        return env
-
-    def submit(self, run_id: int, slot: Slot) -> Handle:
-        run_dir = self.db.parent / str(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "altui.runner", "--db", str(self.db), "--run", str(run_id),
-               "--device", slot.device]
-        with open(run_dir / "output.log", "ab") as log:
-            log.write(f"--- {now()} worker {os.getpid()}: starting run {run_id} on {slot.label}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=self.env(slot), close_fds=True)
-        return Handle(run_id, slot, proc.pid, proc)
-
-    def poll(self, handle: Handle) -> int | None:
-        if handle.process is not None:
-            return handle.process.poll()
-        return None if handle.pid and is_runner(handle.pid, handle.run_id) else UNKNOWN_EXIT
-
-    def kill(self, handle: Handle, force: bool = False) -> None:
-        if handle.process is None and not (handle.pid and is_runner(handle.pid, handle.run_id)):
-            return  # an adopted process that is gone: its pid may be another process's now
-        if handle.pid:
-            try:
-                os.kill(handle.pid, signal.SIGKILL if force else signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def adopt(self, run: dict[str, Any], slot: Slot | None) -> Handle | None:
-        pid = run["pid"]
-        return Handle(run["id"], slot, pid) if pid and is_runner(pid, run["id"]) else None
 
 
 # ---- the worker loop -----------------------------------------------------------------------------
