@@ -25,7 +25,7 @@ import torch
 from altui.al.config import RunConfig
 from altui.al.loop import run as run_loop
 from altui.al.sink import EpochStats, ResumeState, RoundResult, Sink
-from altui.store import Store
+from altui.store import Store, checkpoint_file
 
 HEARTBEAT_SECONDS = 2.0
 ERROR_TAIL = 4000  # characters of a traceback kept in runs.error
@@ -104,11 +104,12 @@ def save_checkpoint(state: ResumeState, path: Path) -> None:
 
 def load_resume(store: Store, run_id: int) -> ResumeState | None:
     last = store.last_round(run_id)
-    if last < 0:
-        return None
-    path = store.checkpoint_path(run_id, last)
+    return None if last < 0 else load_checkpoint(run_id, last, store.checkpoint_path(run_id, last))
+
+
+def load_checkpoint(run_id: int, round_: int, path: Path) -> ResumeState:
     if not path.exists():
-        raise FileNotFoundError(f"run {run_id} recorded round {last} but its checkpoint {path} is missing")
+        raise FileNotFoundError(f"run {run_id} recorded round {round_} but its checkpoint {path} is missing")
     return ResumeState.from_dict(torch.load(path, weights_only=True))
 
 
@@ -160,6 +161,41 @@ def _heartbeat(db_path: str | Path, run_id: int, stop: threading.Event) -> None:
             if store.heartbeat(run_id) == "cancelled":
                 _thread.interrupt_main()  # raises KeyboardInterrupt in the loop's thread
                 return
+
+
+def execute_to_events(run_dir: str | Path, run_id: int, config: dict[str, Any], device: str | None,
+                      job_id: str | None, node: str, restarts: int = 0, recorded: int = -1) -> str:
+    """Run (or resume) one run without the store, as a Slurm job does on its compute node: events go
+    to the run's events file (altui/events.py), which the head ingests. Resumes after the last round
+    that the file or the store (`recorded`, as the head saw it at submission) has recorded.
+
+    Returns done or failed, having written the run's end. A stop (Stopped, KeyboardInterrupt: Slurm
+    cancels, requeues or preempts the job) writes no end: the head judges from the store and Slurm.
+    """
+    from altui.events import EventSink, recorded_round
+
+    sink = EventSink(run_dir, job_id)
+    try:
+        sink.start(node, restarts)
+        sink.log(f"Slurm job {job_id} started on {node}" + (f" (restart {restarts})" if restarts else ""))
+        cfg = RunConfig.from_dict(config)
+        if device:
+            cfg = replace(cfg, device=device)
+        last = max(recorded, recorded_round(run_dir))
+        resume = None if last < 0 else load_checkpoint(run_id, last, checkpoint_file(run_dir, last))
+        if resume is None or resume.next_round < cfg.rounds:
+            run_loop(cfg, sink, resume)
+        sink.end("done")
+        return "done"
+    except (KeyboardInterrupt, Stopped) as stop:
+        sink.log(f"stopped ({stop or 'interrupted'}); completed rounds are kept", "warning")
+        raise
+    except Exception as exc:  # a bug or a bad setting: the run fails, as in execute()
+        sink.log(f"failed: {exc}", "error")
+        sink.end("failed", traceback.format_exc()[-ERROR_TAIL:])
+        return "failed"
+    finally:
+        sink.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,6 +155,11 @@ class StoreError(RuntimeError):
     pass
 
 
+def checkpoint_file(run_dir: Path, round_: int) -> Path:
+    """A round's checkpoint in its run's folder (a Slurm job, which has no store, finds it here too)."""
+    return Path(run_dir) / f"round-{round_}.pt"
+
+
 class Store:
     """A connection to one altui database; checkpoints live in run folders beside it."""
 
@@ -204,7 +209,7 @@ class Store:
         return self.path.parent / str(run_id)
 
     def checkpoint_path(self, run_id: int, round_: int) -> Path:
-        return self.run_dir(run_id) / f"round-{round_}.pt"
+        return checkpoint_file(self.run_dir(run_id), round_)
 
     # ---- queueing ----------------------------------------------------------------------------
 
@@ -234,15 +239,17 @@ class Store:
 
     def claim(self, device: str, run_id: int | None = None) -> dict[str, Any] | None:
         """Mark a queued run running on `device` and return it: `run_id`, or else the oldest queued
-        one unless the queue is paused. None when there is no such run."""
+        one unless the queue is paused. None when there is no such run. A run pending in Slurm
+        (queued with a slurm_job_id) is its job's, never claimed."""
         if run_id is None and self.paused():
             return None
-        pick = "?" if run_id is not None else "(SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1)"
+        free = "status = 'queued' AND slurm_job_id IS NULL"
+        pick = "?" if run_id is not None else f"(SELECT id FROM runs WHERE {free} ORDER BY id LIMIT 1)"
         with self._write():
             rows = self._rows(
                 "UPDATE runs SET status = 'running', device = ?, attempt = attempt + 1, pid = NULL, "
                 "started_at = COALESCE(started_at, ?), heartbeat_at = ?, finished_at = NULL "
-                f"WHERE id = {pick} AND status = 'queued' RETURNING *",
+                f"WHERE id = {pick} AND {free} RETURNING *",
                 (device, now(), now(), *([run_id] if run_id is not None else [])),
             )
         return rows[0] if rows else None
@@ -258,14 +265,18 @@ class Store:
             return self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
 
     def finish(self, run_id: int, status: str, error: str | None = None) -> None:
-        """End a run (done, failed, cancelled) or send it back to the queue (queued)."""
+        """End a run (done, failed, cancelled) or send it back to the queue (queued). An ended run
+        keeps its Slurm job id and node; a requeued one loses them (its next job is another)."""
         if status not in STATUSES or status == "running":
             raise StoreError(f"cannot finish a run as {status!r}")
+        requeue = status == "queued"
         with self._write():
             self.db.conn.execute(
                 "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ? WHERE id = ?",
-                (status, error, None if status == "queued" else now(), run_id),
+                (status, error, None if requeue else now(), run_id),
             )
+            if requeue:
+                self.db.conn.execute("UPDATE runs SET slurm_job_id = NULL, node = NULL WHERE id = ?", (run_id,))
 
     def cancel(self, run_ids: Iterable[int]) -> list[int]:
         """Cancel queued or running runs; returns those changed. A running one's process is ended by
@@ -277,7 +288,8 @@ class Store:
         changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
         with self._write():
             for rid in changed:
-                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL WHERE id = ?", (rid,))
+                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL "
+                                     "WHERE id = ?", (rid,))
         return changed
 
     def _transition(self, run_ids: Iterable[int], from_: tuple[str, ...], to: str, finished: bool) -> list[int]:
@@ -301,6 +313,49 @@ class Store:
                 "UPDATE runs SET status = 'queued', pid = NULL, attempt = MAX(attempt - 1, 0) "
                 "WHERE id = ? AND status = 'running'", (run_id,),
             )
+
+    # ---- Slurm jobs (the Slurm executor's head; docs/worker.md) ----------------------------------
+
+    def slurm_submitted(self, run_id: int, job_id: str) -> None:
+        """A claimed run's job is submitted: the run is queued again, pending in Slurm (slurm_job_id
+        set, node NULL), until its job runs. A run cancelled meanwhile stays cancelled."""
+        with self._write():
+            self.db.conn.execute(
+                "UPDATE runs SET slurm_job_id = ?, node = NULL, pid = NULL, "
+                "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END WHERE id = ?",
+                (job_id, run_id),
+            )
+
+    def slurm_state(self, run_id: int, job_id: str, node: str | None) -> bool:
+        """The run's job `job_id` runs on `node`, or is pending (node None: queued, pending in
+        Slurm, as after a requeue). Only a queued or running run of that job changes; True if it did."""
+        status = "queued" if node is None else "running"
+        with self._write():
+            cur = self.db.conn.execute(
+                "UPDATE runs SET status = ?, node = ?, heartbeat_at = ? WHERE id = ? AND slurm_job_id = ? "
+                "AND status IN ('queued', 'running') AND (status != ? OR node IS NOT ?)",
+                (status, node, now(), run_id, job_id, status, node),
+            )
+            return cur.rowcount > 0
+
+    def slurm_runs(self) -> list[dict[str, Any]]:
+        """Runs that the Slurm executor's head must watch: queued or running with a job, and running
+        ones claimed for Slurm (device 'slurm') whose job id is not recorded yet."""
+        return self._rows(
+            "SELECT id, name, status, attempt, device, slurm_job_id, node FROM runs "
+            "WHERE (slurm_job_id IS NOT NULL AND status IN ('queued', 'running')) "
+            "OR (status = 'running' AND device = 'slurm') ORDER BY id")
+
+    def log_once(self, run_id: int, at: str, level: str, message: str) -> bool:
+        """An event written elsewhere (a Slurm job's events file) at time `at`; a second copy of the
+        same (run, at, message) is not added. True if it was added."""
+        with self._write():
+            cur = self.db.conn.execute(
+                "INSERT INTO events (run_id, at, level, message) SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM events WHERE run_id = ? AND at = ? AND message = ?)",
+                (run_id, at, level, message, run_id, at, message),
+            )
+            return cur.rowcount > 0
 
     def settings(self) -> dict[str, str]:
         """Queue and worker state (docs/schema.md lists the keys)."""
