@@ -84,7 +84,9 @@ class EventSink:
         os.close(self.fd)
 
     def start(self, node: str, restarts: int) -> None:
+        """The job's first line: it runs on `node` (Slurm's `restarts`-th restart of the job)."""
         self.write("start", sync=True, node=node, restarts=restarts)
+        self.log(f"Slurm job {self.job_id} started on {node}" + (f" (restart {restarts})" if restarts else ""))
 
     def end(self, status: str, error: str | None = None) -> None:
         self.write("end", sync=True, status=status, error=error)

@@ -17,7 +17,7 @@ import threading
 import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from altui.al.config import RunConfig
 from altui.al.loop import run as run_loop
 from altui.al.sink import EpochStats, ResumeState, RoundResult, Sink
 from altui.store import Store, checkpoint_file
+
+if TYPE_CHECKING:
+    from altui.events import EventSink
 
 HEARTBEAT_SECONDS = 2.0
 ERROR_TAIL = 4000  # characters of a traceback kept in runs.error
@@ -163,26 +166,23 @@ def _heartbeat(db_path: str | Path, run_id: int, stop: threading.Event) -> None:
                 return
 
 
-def execute_to_events(run_dir: str | Path, run_id: int, config: dict[str, Any], device: str | None,
-                      job_id: str | None, node: str, restarts: int = 0, recorded: int = -1) -> str:
+def execute_to_events(sink: EventSink, run_id: int, config: dict[str, Any], device: str | None,
+                      recorded: int = -1) -> str:
     """Run (or resume) one run without the store, as a Slurm job does on its compute node: events go
-    to the run's events file (altui/events.py), which the head ingests. Resumes after the last round
-    that the file or the store (`recorded`, as the head saw it at submission) has recorded.
+    to the run's events file through `sink` (altui/events.py), which the head ingests. Resumes after
+    the last round that the file or the store (`recorded`, as the head saw it at submission) records.
 
     Returns done or failed, having written the run's end. A stop (Stopped, KeyboardInterrupt: Slurm
     cancels, requeues or preempts the job) writes no end: the head judges from the store and Slurm.
     """
-    from altui.events import EventSink, recorded_round
+    from altui.events import recorded_round
 
-    sink = EventSink(run_dir, job_id)
     try:
-        sink.start(node, restarts)
-        sink.log(f"Slurm job {job_id} started on {node}" + (f" (restart {restarts})" if restarts else ""))
         cfg = RunConfig.from_dict(config)
         if device:
             cfg = replace(cfg, device=device)
-        last = max(recorded, recorded_round(run_dir))
-        resume = None if last < 0 else load_checkpoint(run_id, last, checkpoint_file(run_dir, last))
+        last = max(recorded, recorded_round(sink.run_dir))
+        resume = None if last < 0 else load_checkpoint(run_id, last, checkpoint_file(sink.run_dir, last))
         if resume is None or resume.next_round < cfg.rounds:
             run_loop(cfg, sink, resume)
         sink.end("done")
@@ -194,8 +194,6 @@ def execute_to_events(run_dir: str | Path, run_id: int, config: dict[str, Any], 
         sink.log(f"failed: {exc}", "error")
         sink.end("failed", traceback.format_exc()[-ERROR_TAIL:])
         return "failed"
-    finally:
-        sink.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -342,8 +342,10 @@ def test_the_events_file_ingests_once_and_matches_a_run_that_writes_the_store(tm
     assert runner.execute(tmp_path / "altui.db", ids[0], "cpu") == "done"
 
     run_dir = tmp_path / str(ids[1])
-    status = runner.execute_to_events(run_dir, ids[1], config, "cpu", job_id="7", node="n1")
-    assert status == "done" and recorded_round(run_dir) == 1
+    sink = EventSink(run_dir, "7")  # what a Slurm job does on its node
+    sink.start("n1", 0)
+    assert runner.execute_to_events(sink, ids[1], config, "cpu") == "done" and recorded_round(run_dir) == 1
+    sink.close()
     with open(events_path(run_dir), "ab") as f:
         f.write(b'{"type":"log","at":"x","job":"7","level":"info","message":"cut sh')  # a killed writer
     with Store(tmp_path / "altui.db") as store:

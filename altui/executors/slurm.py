@@ -201,24 +201,30 @@ class SlurmRun:
         self.device, self.recorded = device, recorded
 
     def __call__(self) -> str:
-        from altui import runner
+        from altui.events import EventSink
 
-        def stop(signum: int, frame: object) -> None:
-            # Slurm cancels, requeues or preempts (SIGTERM), or the time limit nears (submitit's
-            # SIGUSR2): end now; the head resubmits, or Slurm restarts this job, from the checkpoint.
-            raise runner.Stopped(f"Slurm sent {signal.Signals(signum).name}")
+        sink = EventSink(self.run_dir, os.environ.get("SLURM_JOB_ID"))
+        try:  # the start first: the head sees the job run while Python imports torch
+            sink.start(os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                       int(os.environ.get("SLURM_RESTART_COUNT") or 0))
+            from altui import runner
 
-        signal.signal(signal.SIGTERM, stop)  # replaces submitit's handlers: no end is written
-        signal.signal(signal.SIGUSR2, stop)
-        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-        if cpus and "OMP_NUM_THREADS" not in os.environ:
-            import torch
+            def stop(signum: int, frame: object) -> None:
+                # Slurm cancels, requeues or preempts (SIGTERM), or the time limit nears (submitit's
+                # SIGUSR2): end now; the head resubmits, or Slurm restarts this job, from the checkpoint.
+                why = "the job's time limit is near" if signum == signal.SIGUSR2 else "Slurm ends the job"
+                raise runner.Stopped(f"{why}: {signal.Signals(signum).name}")
 
-            torch.set_num_threads(int(cpus))
-        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-        return runner.execute_to_events(
-            self.run_dir, self.run_id, self.config, self.device, os.environ.get("SLURM_JOB_ID"), node,
-            int(os.environ.get("SLURM_RESTART_COUNT") or 0), self.recorded)
+            signal.signal(signal.SIGTERM, stop)  # replaces submitit's handlers: no end is written
+            signal.signal(signal.SIGUSR2, stop)
+            cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+            if cpus and "OMP_NUM_THREADS" not in os.environ:
+                import torch
+
+                torch.set_num_threads(int(cpus))
+            return runner.execute_to_events(sink, self.run_id, self.config, self.device, self.recorded)
+        finally:
+            sink.close()
 
 
 class SlurmJobs:
