@@ -283,7 +283,7 @@ class Worker:
 # ---- the Slurm head ------------------------------------------------------------------------------
 
 SQUEUE_SECONDS = 5.0  # ask Slurm for its job states this often
-SQUEUE_SOON = 1.0  # ... or this soon after a run ended or was cancelled (its job is about to go)
+SQUEUE_SOON = 1.0  # ... or this often while the job of a run that ended (or was cancelled) is listed
 SUBMIT_PAUSE = 60.0  # after sbatch refused a job, submit nothing for this long
 
 
@@ -295,6 +295,7 @@ class SlurmJob:
     job_id: str | None  # None: an earlier head claimed the run and stopped before recording its job
     reader: EventsReader
     cancel_at: float | None = None  # monotonic time of our last scancel
+    run_ended: bool = False  # the run ended (or was cancelled) while Slurm still lists its job
 
 
 class SlurmWorker(Worker):
@@ -326,9 +327,8 @@ class SlurmWorker(Worker):
                 self.event(run["id"], f"re-attached to Slurm job {run['slurm_job_id']}")
 
     def tick(self) -> None:
-        soon = any([self.ingest(job) for job in list(self.watched.values())])
-        if soon:
-            self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
+        for job in list(self.watched.values()):
+            self.ingest(job)
         if time.monotonic() >= self.next_poll:
             self.poll()
         self.stop_cancelled()
@@ -338,10 +338,10 @@ class SlurmWorker(Worker):
             self.store.set_settings({"worker_heartbeat": now()})
 
     # -- events
-    def ingest(self, job: SlurmJob) -> bool:
-        """Put the job's new events into the store; True when they ended the run."""
+    def ingest(self, job: SlurmJob) -> None:
+        """Put the job's new events into the store; an end event ends the run."""
         if job.job_id is None:
-            return False
+            return
         got = ingest(self.store, job.run_id, job.reader.read())
         for text in got.bad or []:
             self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
@@ -353,8 +353,8 @@ class SlurmWorker(Worker):
             if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
                 self.store.finish(job.run_id, got.end["status"], got.end["error"])
                 self.event(job.run_id, f"{got.end['status']} (Slurm job {job.job_id})")
-                return True
-        return False
+                job.run_ended = True
+                self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
 
     # -- Slurm's view
     def poll(self) -> None:
@@ -375,6 +375,8 @@ class SlurmWorker(Worker):
                 self.unrecorded(job, listed)
             elif job.job_id not in listed:
                 self.job_ended(job)
+            elif job.run_ended:  # the job is about to go: free its place soon
+                self.next_poll = time.monotonic() + SQUEUE_SOON
             else:
                 info = listed[job.job_id]
                 if self.store.slurm_state(job.run_id, job.job_id, info.node):
@@ -434,7 +436,7 @@ class SlurmWorker(Worker):
                 continue
             if self.store.run(job.run_id)["status"] == "cancelled":
                 again = " again" if job.cancel_at else ""
-                job.cancel_at = time.monotonic()
+                job.cancel_at, job.run_ended = time.monotonic(), True
                 self.scancel(job.run_id, job.job_id, f"cancelled: scancel{again} of Slurm job {job.job_id}")
 
     def fill(self) -> None:

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -86,6 +87,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
+    def interrupt(signum: int, frame: object) -> None:  # stop the worker and the cluster on the way out
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)  # also when started in the background, which ignores it
     cluster = LocalSlurm(cpus=max(args.cpus, args.max_jobs)).start()
     work = Path(tempfile.mkdtemp(prefix="altui-bench-"))
     db = work / "runs" / "altui.db"

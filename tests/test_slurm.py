@@ -1,13 +1,11 @@
 """The Slurm executor against a real single-node Slurm cluster that these tests start (as root:
 munged, slurmctld, slurmd; tests/slurm_cluster.py), with tiny `digits` runs on the CPU: runs finish
 through Slurm jobs, a killed job is resubmitted, a killed head re-attaches, a requeued job resumes,
-a cancelled run's job is cancelled. And the events file on its own: what a job writes, the head
-ingests once, however often it reads it."""
+a cancelled run's job is cancelled, bad options are refused. (The events file and the options without
+a cluster: tests/test_events.py.)"""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,15 +14,12 @@ from typing import Any
 
 import pytest
 from slurm_cluster import NODE, LocalSlurm
-from test_worker import BASE, SLOW, altui, kill9, ok, write_spec
+from test_worker import SLOW, altui, kill9, ok, write_spec
 
-from altui import runner
-from altui.al.presets import resolve
-from altui.events import EventSink, EventsReader, events_path, ingest, recorded_round
-from altui.executors.slurm import SlurmError, SlurmOptions, pass_through, slurm_minutes
 from altui.store import Store
-from altui.worker import WorkerError, lock_holder, stop_worker, worker_status
+from altui.worker import WorkerError, lock_holder, start_worker, stop_worker, worker_status
 
+pytestmark = pytest.mark.slurm
 TIMEOUT = 240.0  # seconds for runs to finish: jobs start Python and torch on a loaded 2-core machine
 CPU_JOBS = ("--executor", "slurm", "--gpus-per-job", "0", "--cpus-per-job", "1", "--time", "20")
 
@@ -146,7 +141,7 @@ def running_on_node(db: Path, name: str, rounds_done: int = 0) -> Callable[[], d
 
 
 def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], cluster: LocalSlurm,
-                                            tmp_path: Path) -> None:
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = write_spec(tmp_path / "exp.toml", {"six": {"methods": ["Random", "Entropy+init"], "seeds": [0, 1, 2]}})
     ok(altui(db, env, "queue", str(spec)))
     pid = start(db, env, *CPU_JOBS, "--max-jobs", "4")
@@ -181,9 +176,11 @@ def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], clust
     listing = ok(altui(db, env, "ls"))  # the CLI reads the ingested rows like any others
     assert listing.count(" done ") == 6 and listing.count(" 2/2 ") == 6, listing
 
-    # The options were saved: a start with no flags (the dashboard's) runs the same executor.
+    # The options were saved: a start without any, as the dashboard's `w` makes it, runs the same executor.
     assert "its Slurm jobs go on" in ok(altui(db, env, "worker", "stop"))
-    start(db, env)
+    for key in ("SLURM_CONF", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.setenv(key, env[key])
+    assert start_worker(db)
     status = ok(altui(db, env, "worker", "status"))
     assert "executor: slurm, at most 4 jobs, CPU jobs, --time 20, --cpus-per-job 1" in status, status
 
@@ -303,74 +300,3 @@ def test_bad_options_are_refused_before_the_worker_starts(db: Path, env: dict[st
     assert result.returncode == 1 and "--partition: options of --executor slurm" in result.stderr, result.stderr
     with Store(db) as store:
         assert "slurm_options" not in store.settings(), "refused options are not saved"
-
-
-# ---- options, no cluster --------------------------------------------------------------------------
-
-
-def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
-    assert [slurm_minutes(t) for t in ("90", "1:30", "1:30:00", "2-0", "1-2:03", "0-0:0:30")] == [
-        90, 2, 90, 2880, 1563, 1]
-    with pytest.raises(SlurmError, match="must be more than 0"):
-        slurm_minutes("0")
-    options = SlurmOptions(max_jobs=3, partition="gpu", time="2-00:00:00", gpus_per_job=2, cpus_per_job=8,
-                           mem="64G", account="ml", qos="high", constraint="a100",
-                           slurm_args=("exclude=node07", "mail-type=END", "reservation=maint", "setup=module load cuda",
-                                       "setup=source venv/bin/activate", "use_srun=false", "requeue"))
-    assert options.parameters() == {
-        "partition": "gpu", "time": 2880, "gpus_per_node": 2, "cpus_per_task": 8, "mem": "64G", "account": "ml",
-        "qos": "high", "constraint": "a100", "stderr_to_stdout": True, "exclude": "node07", "mail_type": "END",
-        "setup": ["module load cuda", "source venv/bin/activate"], "use_srun": False,
-        "additional_parameters": {"reservation": "maint", "requeue": True}}
-    assert SlurmOptions.from_json(options.to_json()) == options
-    again = options.merged({"partition": "", "max_jobs": 5, "slurm_args": [""], "mem": None})
-    assert again.partition is None and again.max_jobs == 5 and again.slurm_args == () and again.mem == "64G"
-    assert pass_through("exclusive=user") == ("exclusive", "user")
-    with pytest.raises(SlurmError, match="use --gpus-per-job"):
-        pass_through("gpus_per_node=2")
-
-
-# ---- the events file ------------------------------------------------------------------------------
-
-
-def test_the_events_file_ingests_once_and_matches_a_run_that_writes_the_store(tmp_path: Path) -> None:
-    config = resolve("Entropy+init", {**{k: v for k, v in BASE.items() if k != "seeds"}, "seed": 0}).to_dict()
-    with Store(tmp_path / "altui.db") as store:
-        ids = store.enqueue("e", "test", {}, [{"name": n, "method": "Entropy+init", "seed": 0, "config": config}
-                                              for n in ("local", "node")])
-        store.claim("cpu", ids[0])
-    assert runner.execute(tmp_path / "altui.db", ids[0], "cpu") == "done"
-
-    run_dir = tmp_path / str(ids[1])
-    sink = EventSink(run_dir, "7")  # what a Slurm job does on its node
-    sink.start("n1", 0)
-    assert runner.execute_to_events(sink, ids[1], config, "cpu") == "done" and recorded_round(run_dir) == 1
-    sink.close()
-    with open(events_path(run_dir), "ab") as f:
-        f.write(b'{"type":"log","at":"x","job":"7","level":"info","message":"cut sh')  # a killed writer
-    with Store(tmp_path / "altui.db") as store:
-        first = ingest(store, ids[1], EventsReader(events_path(run_dir)).read())
-        assert first.rounds == 2 and first.start["node"] == "n1" and first.end["status"] == "done"
-        tables = {t: store.export_columns(t) for t in ("rounds", "epochs", "channels", "picks", "gammas")}
-        before = {t: list(store.export_rows(t)) for t in tables}
-        events_before = store.events(ids[1], limit=10_000)
-        again = ingest(store, ids[1], EventsReader(events_path(run_dir)).read())  # a restarted head
-        assert again.rounds == 0
-        assert {t: list(store.export_rows(t)) for t in tables} == before
-        assert store.events(ids[1], limit=10_000) == events_before
-        assert not any("cut sh" in e["message"] for e in events_before)
-
-        def rows(table: str, run_id: int) -> list[dict[str, Any]]:
-            skip = {"run_id", "recorded_at", "train_seconds", "acquire_seconds"}
-            return [{k: v for k, v in r.items() if k not in skip} for r in before[table] if r["run_id"] == run_id]
-
-        for table in ("rounds", "channels", "picks", "gammas"):  # the same run, through either sink
-            assert rows(table, ids[1]) == rows(table, ids[0]), table
-        assert [e["message"] for e in store.events(ids[1], limit=10_000)][:2] == [
-            "Slurm job 7 started on n1", "round 0: 20 labels, weight decay 0.01"]
-
-    EventSink(run_dir, "8").close()  # a new job trims the cut line before appending
-    assert events_path(run_dir).read_bytes().endswith(b"}\n")
-    lines = [json.loads(line) for line in events_path(run_dir).read_text().splitlines()]
-    assert lines[0]["type"] == "start" and lines[-1] == {**lines[-1], "type": "end", "status": "done"}
-    assert os.path.exists(run_dir / "round-1.pt") and not os.path.exists(run_dir / "round-0.pt")
