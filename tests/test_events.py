@@ -1,6 +1,6 @@
-"""The Slurm executor's parts that need no cluster: its options as submitit parameters, and the
-events file a job writes on its node, which the head ingests once however often it reads it, into
-the rows a local run writes."""
+"""The Slurm executor's parts that need no cluster: its options as submitit parameters, the runs
+table's Slurm columns, and the events file a job writes on its node, which the head ingests once
+however often it reads it, into the rows a local run writes."""
 
 from __future__ import annotations
 
@@ -87,3 +87,42 @@ def test_the_events_file_ingests_once_and_matches_a_run_that_writes_the_store(tm
     lines = [json.loads(line) for line in events_path(run_dir).read_text().splitlines()]
     assert lines[0]["type"] == "start" and lines[-1] == {**lines[-1], "type": "end", "status": "done"}
     assert os.path.exists(run_dir / "round-1.pt") and not os.path.exists(run_dir / "round-0.pt")
+
+
+# ---- the runs table's Slurm columns ---------------------------------------------------------------
+
+
+def test_slurm_job_columns_follow_the_contract_with_the_dashboard(tmp_path: Path) -> None:
+    """queued + slurm_job_id = pending in Slurm, never claimed; running has a node; a job's end that
+    requeues the run clears both; an ended run keeps them; a local worker leaves such runs alone."""
+    from altui.worker import LocalExecutor, Worker, make_slots
+
+    config = resolve("Random", {**{k: v for k, v in BASE.items() if k != "seeds"}, "seed": 0}).to_dict()
+    with Store(tmp_path / "altui.db") as store:
+        a, b = store.enqueue("e", "test", {}, [{"name": n, "method": "Random", "seed": 0, "config": config}
+                                               for n in ("a", "b")])
+        assert store.claim("slurm")["id"] == a
+        store.slurm_submitted(a, "41")
+        assert store.run(a) | {"status": "queued", "slurm_job_id": "41", "node": None} == store.run(a)
+        assert store.claim("cpu", a) is None and store.claim("cpu")["id"] == b  # pending in Slurm: not claimed
+        store.finish(b, "queued")
+        assert store.slurm_state(a, "41", "n3") and not store.slurm_state(a, "41", "n3")  # True: it changed
+        assert store.slurm_state(a, "99", None) is False  # another job's news changes nothing
+        assert store.run(a) | {"status": "running", "slurm_job_id": "41", "node": "n3"} == store.run(a)
+        assert [r["id"] for r in store.slurm_runs()] == [a]
+
+        Worker(store, LocalExecutor(tmp_path / "altui.db"), make_slots("cpu", 1)).recover()
+        assert store.run(a)["status"] == "running", "a local worker does not take a Slurm job's run for lost"
+
+        store.finish(a, "queued")  # its job ended first: back to the queue, to be resubmitted
+        assert store.run(a) | {"status": "queued", "slurm_job_id": None, "node": None} == store.run(a)
+        store.claim("slurm", a)
+        store.slurm_submitted(a, "42")
+        store.slurm_state(a, "42", "n4")
+        store.finish(a, "done")
+        assert store.run(a) | {"status": "done", "slurm_job_id": "42", "node": "n4"} == store.run(a)
+        store.cancel([b])
+        store.retry([a, b])
+        assert store.run(b)["slurm_job_id"] is None and store.run(b)["status"] == "queued"
+        assert store.log_once(a, "2026-01-01T00:00:00", "info", "x") and not store.log_once(
+            a, "2026-01-01T00:00:00", "info", "x")

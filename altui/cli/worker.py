@@ -29,7 +29,8 @@ def worker_start(
         min=1, help="Slurm jobs in flight at most (default 8).", rich_help_panel=SLURM)] = None,
     partition: Annotated[str | None, typer.Option(help="sbatch --partition.", rich_help_panel=SLURM)] = None,
     time: Annotated[str | None, typer.Option(
-        help="Time limit per job: minutes or [days-]hours:minutes:seconds.", rich_help_panel=SLURM)] = None,
+        help="Time limit per job: minutes, hours:minutes:seconds or days-hours:minutes:seconds.",
+        rich_help_panel=SLURM)] = None,
     gpus_per_job: Annotated[int | None, typer.Option(
         min=0, help="GPUs per job (default 1; 0: CPU jobs).", rich_help_panel=SLURM)] = None,
     cpus_per_job: Annotated[int | None, typer.Option(
@@ -50,7 +51,10 @@ def worker_start(
              "slurm_args": slurm_arg}
     running = worker_status(db)
     if running is None and foreground:
-        tell(f"serving {db} in the foreground; Ctrl-C stops the worker and requeues its runs")
+        with open_store(ctx) as store:
+            slurm_jobs = (executor or store.settings().get("executor")) == "slurm"
+        tell(f"serving {db} in the foreground; Ctrl-C stops the worker and "
+             + ("leaves its Slurm jobs running" if slurm_jobs else "requeues its runs"))
     try:
         started = running is None and start_worker(db, gpus, slots_per_gpu, not foreground, max_attempts,
                                                    executor, slurm)
