@@ -8,8 +8,10 @@ queues N tiny `digits` runs (2 rounds of 1 epoch, CPU), starts `altui worker sta
 
 - queue to done: from `altui queue` to the last run's end, against the ideal of the same work (the
   jobs' own time on the node, start to end, divided by M): their ratio is the executor's efficiency;
-- per run: submission to done against the job's own time, the difference being Slurm's scheduling,
-  job start-up (Python, torch) and the head's polling;
+- per run: submission to done against the job's own time (from its start line, written before torch
+  is imported, to its end line), the difference being Slurm's scheduling, the job's start-up
+  (Python, submitit) and the ingest; and from done to the job leaving squeue (Python exiting,
+  submitit's result, srun), when its place frees;
 - the head's CPU use (the worker process and the squeue/sbatch/scontrol it waits for), in CPU
   seconds and as a share of one core over the whole time;
 - the ingest lag: from a round's line written on the node (its `at`) to its row in SQLite
@@ -122,18 +124,20 @@ def main() -> int:
             rss_kb = int(next(line.split()[1] for line in Path(f"/proc/{head}/status").read_text().splitlines()
                               if line.startswith("VmRSS")))
             failed = [r["name"] for r in rows if r["status"] != "done"]
-            node_time, overhead, round_lag, end_lag = [], [], [], []
+            node_time, overhead, round_lag, end_lag, linger = [], [], [], [], []
             for r in rows:
                 events = EventsReader(events_path(store.run_dir(r["id"]))).read()
                 start = next(e["at"] for e in events if e["type"] == "start")
                 end = next(e["at"] for e in events if e["type"] == "end")
-                submitted = next(e["at"] for e in store.events(r["id"], limit=1000)
-                                 if e["message"].startswith("submitted as Slurm job"))
+                log = store.events(r["id"], limit=1000)
+                submitted = next(e["at"] for e in log if e["message"].startswith("submitted as Slurm job"))
+                gone = next(e["at"] for e in log if e["message"].startswith(f"Slurm job {r['slurm_job_id']} ended"))
                 node_time.append(seconds(start, end))
                 overhead.append(seconds(submitted, r["finished_at"]) - node_time[-1])
                 recorded = {x["round"]: x["recorded_at"] for x in store.rounds(r["id"])}
                 round_lag += [seconds(e["at"], recorded[e["row"]["round"]]) for e in events if e["type"] == "round"]
                 end_lag.append(seconds(end, r["finished_at"]))
+                linger.append(seconds(r["finished_at"], gone))
         stop_worker(db)
     finally:
         try:
@@ -151,7 +155,8 @@ def main() -> int:
         "head_cpu_share": head_cpu / wall, "head_rss_mb": rss_kb / 1024,
         "node_time_s": statistics.median(node_time), "overhead_s": statistics.median(overhead),
         "round_lag_median_s": statistics.median(round_lag), "round_lag_max_s": max(round_lag),
-        "end_lag_median_s": statistics.median(end_lag), "load_average": os.getloadavg(),
+        "end_lag_median_s": statistics.median(end_lag), "linger_median_s": statistics.median(linger),
+        "load_average": os.getloadavg(),
     }
     print(f"{args.runs} runs, --max-jobs {args.max_jobs}, {os.cpu_count()} cores, load average now "
           f"{os.getloadavg()[0]:.1f}; {len(failed)} not done")
@@ -160,6 +165,7 @@ def main() -> int:
     print(f"jobs in flight       max {max(in_flight)}, mean {statistics.mean(in_flight):.1f} (squeue once a second)")
     print(f"per run, seconds     job on the node:        {summary(node_time)}")
     print(f"                     submission to done - job: {summary(overhead)}")
+    print(f"                     done to job gone (place free): {summary(linger)}")
     print(f"head CPU             {head_cpu:8.1f} s   ({100 * head_cpu / wall:.1f} % of one core), RSS "
           f"{rss_kb / 1024:.0f} MB")
     print(f"ingest lag, seconds  round line -> row:     {summary(round_lag)}")

@@ -36,6 +36,10 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
         "setup": ["module load cuda", "source venv/bin/activate"], "use_srun": False,
         "additional_parameters": {"reservation": "maint", "requeue": True}}
     assert SlurmOptions.from_json(options.to_json()) == options
+    from submitit.slurm.slurm import _make_sbatch_string  # the script submitit writes
+
+    script = _make_sbatch_string(command="true", folder="/tmp", **SlurmOptions().parameters())
+    assert "--time" not in script and "--gpus-per-node=1" in script, "no --time: the partition's default"
     again = options.merged({"partition": "", "max_jobs": 5, "slurm_args": [""], "mem": None})
     assert again.partition is None and again.max_jobs == 5 and again.slurm_args == () and again.mem == "64G"
     assert pass_through("exclusive=user") == ("exclusive", "user")

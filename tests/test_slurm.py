@@ -185,27 +185,44 @@ def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], clust
     assert "executor: slurm, at most 4 jobs, CPU jobs, --time 20, --cpus-per-job 1" in status, status
 
 
+def job_python(db: Path, run_id: int) -> int | None:
+    """The pid of the Python process a run's job runs on the node (not srun's)."""
+    folder = str(db.parent / str(run_id) / "slurm").encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in args and folder in args and not args[0].endswith(b"srun"):
+            return int(proc.name)
+    return None
+
+
 def test_a_job_killed_mid_run_is_resubmitted_and_ends_with_the_same_picks(
     db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
 ) -> None:
-    spec = write_spec(tmp_path / "exp.toml", {"kill": SLOW, "ref": SLOW})  # same settings, two names
+    spec = write_spec(tmp_path / "exp.toml", {"kill": SLOW, "oom": SLOW, "ref": SLOW})  # same settings
     ok(altui(db, env, "queue", str(spec)))
     start(db, env, *CPU_JOBS)
     run = wait_for(db, cluster, "round 1 of the run to kill", running_on_node(db, "kill/Entropy+init/s0", 2),
                    every=0.1)
     killed_job = run["slurm_job_id"]
     cluster.run("scancel", "--signal=KILL", killed_job)
-    wait_finished(db, cluster, ["kill/Entropy+init/s0", "ref/Entropy+init/s0"])
+    # And as the out-of-memory killer does: SIGKILL to the job's process, which cannot write a line more.
+    oom = wait_for(db, cluster, "round 1 of the other", running_on_node(db, "oom/Entropy+init/s0", 2), every=0.1)
+    kill9(wait_for(db, cluster, "its job's Python", lambda: job_python(db, oom["id"]), timeout=10))
+    wait_finished(db, cluster, ["kill/Entropy+init/s0", "oom/Entropy+init/s0", "ref/Entropy+init/s0"])
 
-    killed = assert_complete(db, "kill/Entropy+init/s0", 4, 3)
     assert_complete(db, "ref/Entropy+init/s0", 4, 3)
-    assert killed["attempt"] == 2 and killed["slurm_job_id"] != killed_job, killed
-    assert submissions(db, killed["id"]) == sorted([killed_job, killed["slurm_job_id"]])
-    log = messages(db, "kill/Entropy+init/s0")
-    assert any(f"its Slurm job {killed_job} ended before the run did" in m and "requeued to resume at round" in m
-               for m in log), log
-    assert any("resuming at round" in m for m in log), log
-    assert picks(db, "kill/Entropy+init/s0") == picks(db, "ref/Entropy+init/s0")
+    for name, job in (("kill/Entropy+init/s0", killed_job), ("oom/Entropy+init/s0", oom["slurm_job_id"])):
+        run = assert_complete(db, name, 4, 3)
+        assert run["attempt"] == 2 and run["slurm_job_id"] != job, run
+        assert submissions(db, run["id"]) == sorted([job, run["slurm_job_id"]])
+        log = messages(db, name)
+        assert any(f"its Slurm job {job} ended before the run did" in m and "requeued to resume at round" in m
+                   for m in log), log
+        assert any("resuming at round" in m for m in log), log
+        assert picks(db, name) == picks(db, "ref/Entropy+init/s0")
 
 
 def test_a_killed_head_is_replaced_by_one_that_re_attaches_and_runs_nothing_twice(

@@ -114,7 +114,8 @@ class SlurmOptions:
             "account": self.account, "qos": self.qos, "constraint": self.constraint,
             "stderr_to_stdout": True,  # one log per job: <run folder>/slurm/<job>_0_log.out
         }
-        params = {k: v for k, v in params.items() if v is not None}
+        # time stays even as None: submitit's own default would be a 5-minute limit
+        params = {k: v for k, v in params.items() if v is not None or k == "time"}
         extra: dict[str, Any] = {}
         for arg in self.slurm_args:
             key, value = pass_through(arg)
