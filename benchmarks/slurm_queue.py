@@ -121,6 +121,9 @@ def main() -> int:
                 time.sleep(1.0)
             wall = time.monotonic() - queued_at
             head_cpu = cpu_seconds(head) - cpu_start
+            while any(j["name"].startswith("altui-") for j in cluster.jobs()):  # the last jobs leave
+                time.sleep(0.5)
+            time.sleep(2 * 1.0)  # and the head sees them go (it polls each second while they linger)
             rss_kb = int(next(line.split()[1] for line in Path(f"/proc/{head}/status").read_text().splitlines()
                               if line.startswith("VmRSS")))
             failed = [r["name"] for r in rows if r["status"] != "done"]

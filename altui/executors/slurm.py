@@ -10,6 +10,7 @@ cancels them (scancel). Options and behaviour: docs/worker.md.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -223,9 +225,20 @@ class SlurmRun:
                 import torch
 
                 torch.set_num_threads(int(cpus))
-            return runner.execute_to_events(sink, self.run_id, self.config, self.device, self.recorded)
+            status = runner.execute_to_events(sink, self.run_id, self.config, self.device, self.recorded)
         finally:
             sink.close()
+        atexit.register(exit_now)  # the run's end is durable; submitit writes its result before atexit
+        return status
+
+
+def exit_now() -> None:
+    """End the job's process without Python's teardown, which takes seconds with torch loaded
+    (2.5 s on an idle CPU, about 10 s on a busy one) while the job keeps its allocation and its place
+    among --max-jobs. Runs first among atexit's handlers, after submitit has written its result."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class SlurmJobs:
