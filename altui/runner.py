@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,7 +33,10 @@ from altui.al.config import ConfigError, RunConfig
 from altui.al.loop import run as run_loop
 from altui.al.sink import EpochStats, ResumeState, RoundResult, Sink
 from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full, make_dir, write_atomic
-from altui.store import Store, StoreError, to_json
+from altui.store import Store, StoreError, checkpoint_file, to_json
+
+if TYPE_CHECKING:
+    from altui.events import EventSink
 
 HEARTBEAT_SECONDS = 2.0
 ERROR_TAIL = 4000  # characters of a traceback kept in runs.error
@@ -166,17 +169,20 @@ def save_checkpoint(state: ResumeState, path: Path) -> None:
 
 def load_resume(store: Store, run_id: int) -> ResumeState | None:
     last = store.last_round(run_id)
-    if last < 0:
-        return None
-    path = store.checkpoint_path(run_id, last)
+    return None if last < 0 else load_checkpoint(run_id, last, store.checkpoint_path(run_id, last))
+
+
+def load_checkpoint(run_id: int, round_: int, path: Path) -> ResumeState:
+    """The checkpoint that resumes a run after `round_`; RunError says what to do when it is missing
+    or damaged."""
     again = f"`altui retry --from-scratch {run_id}` restarts the run at round 0"
     if not path.is_file():
-        raise RunError(f"run {run_id} recorded round {last} but its checkpoint {path} is missing; {again}")
+        raise RunError(f"run {run_id} recorded round {round_} but its checkpoint {path} is missing; {again}")
     try:
         return ResumeState.from_dict(torch.load(path, weights_only=True))
     except Exception as e:  # truncated, overwritten, or not a checkpoint at all: torch raises many kinds
         cause = " ".join(str(e).split()).split(". ")[0][:120]  # torch's messages run long
-        raise RunError(f"the checkpoint {path} of run {run_id} (round {last}) is damaged and cannot be read "
+        raise RunError(f"the checkpoint {path} of run {run_id} (round {round_}) is damaged and cannot be read "
                        f"({type(e).__name__}: {cause}); {again}") from e
 
 
@@ -299,6 +305,36 @@ def _heartbeat(db_path: str | Path, run_id: int, cancelled: threading.Event) -> 
                 if callable(signal.getsignal(signal.SIGUSR1)):  # set by _interruptible
                     _thread.interrupt_main(signal.SIGUSR1)
                 return
+
+
+def execute_to_events(sink: EventSink, run_id: int, config: dict[str, Any], device: str | None,
+                      recorded: int = -1) -> str:
+    """Run (or resume) one run without the store, as a Slurm job does on its compute node: events go
+    to the run's events file through `sink` (altui/events.py), which the head ingests. Resumes after
+    the last round that the file or the store (`recorded`, as the head saw it at submission) records.
+
+    Returns done or failed, having written the run's end. A stop (Stopped, KeyboardInterrupt: Slurm
+    cancels, requeues or preempts the job) writes no end: the head judges from the store and Slurm.
+    """
+    from altui.events import recorded_round
+
+    try:
+        cfg = RunConfig.from_dict(config)
+        if device:
+            cfg = replace(cfg, device=device)
+        last = max(recorded, recorded_round(sink.run_dir))
+        resume = None if last < 0 else load_checkpoint(run_id, last, checkpoint_file(sink.run_dir, last))
+        if resume is None or resume.next_round < cfg.rounds:
+            run_loop(cfg, sink, resume)
+        sink.end("done")
+        return "done"
+    except (KeyboardInterrupt, Stopped) as stop:
+        sink.log(f"stopped ({stop or 'interrupted'}); completed rounds are kept", "warning")
+        raise
+    except Exception as exc:  # a bug or a bad setting: the run fails, as in execute()
+        sink.log(f"failed: {exc}", "error")
+        sink.end("failed", traceback.format_exc()[-ERROR_TAIL:])
+        return "failed"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,6 +175,14 @@ def to_json(value: Any, what: str) -> str:
                          "numbers") from None
 
 
+EVENTS_FILE = "events.jsonl"  # a Slurm run's events, beside its checkpoints (altui/events.py)
+
+
+def checkpoint_file(run_dir: Path, round_: int) -> Path:
+    """A round's checkpoint in its run's folder (a Slurm job, which has no store, finds it here too)."""
+    return Path(run_dir) / f"round-{round_}.pt"
+
+
 def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
     """What an SQLite error on the store at `path` means for its user, in one line."""
     path = Path(path)
@@ -330,7 +338,7 @@ class Store:
         return self.path.parent / str(run_id)
 
     def checkpoint_path(self, run_id: int, round_: int) -> Path:
-        return self.run_dir(run_id) / f"round-{round_}.pt"
+        return checkpoint_file(self.run_dir(run_id), round_)
 
     def make_run_dir(self, run_id: int) -> Path:
         """The run's folder, created if missing; a symbolic link planted there is refused."""
@@ -367,15 +375,17 @@ class Store:
 
     def claim(self, device: str, run_id: int | None = None) -> dict[str, Any] | None:
         """Mark a queued run running on `device` and return it: `run_id`, or else the oldest queued
-        one unless the queue is paused. None when there is no such run."""
+        one unless the queue is paused. None when there is no such run. A run pending in Slurm
+        (queued with a slurm_job_id) is its job's, never claimed."""
         if run_id is None and self.paused():
             return None
-        pick = "?" if run_id is not None else "(SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1)"
+        free = "status = 'queued' AND slurm_job_id IS NULL"
+        pick = "?" if run_id is not None else f"(SELECT id FROM runs WHERE {free} ORDER BY id LIMIT 1)"
         with self._write():
             rows = self._rows(
                 "UPDATE runs SET status = 'running', device = ?, attempt = attempt + 1, pid = NULL, "
                 "started_at = COALESCE(started_at, ?), heartbeat_at = ?, finished_at = NULL "
-                f"WHERE id = {pick} AND status = 'queued' RETURNING *",
+                f"WHERE id = {pick} AND {free} RETURNING *",
                 (device, now(), now(), *([run_id] if run_id is not None else [])),
             )
         return rows[0] if rows else None
@@ -393,14 +403,18 @@ class Store:
     def finish(self, run_id: int, status: str, error: str | None = None) -> str:
         """End a run (done, failed, cancelled) or send it back to the queue (queued); returns the
         run's status afterwards. A cancel is never overwritten: a run cancelled while it finished
-        its last round, or while it failed, stays cancelled."""
+        its last round, or while it failed, stays cancelled. An ended run keeps its Slurm job id and
+        node; a requeued one loses them (its next job is another)."""
         if status not in STATUSES or status == "running":
             raise StoreError(f"cannot finish a run as {status!r}")
+        requeue = status == "queued"
         with self._write():
             self.db.conn.execute(
-                "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ? "
+                "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ?, "
+                "slurm_job_id = CASE WHEN ? THEN NULL ELSE slurm_job_id END, "
+                "node = CASE WHEN ? THEN NULL ELSE node END "
                 "WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
-                (status, error, None if status == "queued" else now(), run_id, status),
+                (status, error, None if requeue else now(), requeue, requeue, run_id, status),
             )
             row = self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row[0] if row else status
@@ -415,7 +429,8 @@ class Store:
         changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
         with self._write():
             for rid in changed:
-                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL WHERE id = ?", (rid,))
+                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL "
+                                     "WHERE id = ?", (rid,))
         return changed
 
     def restart(self, run_ids: Iterable[int]) -> list[int]:
@@ -426,8 +441,9 @@ class Store:
         with self._write():
             for rid in run_ids:
                 if not self.db.conn.execute("UPDATE runs SET status = 'queued', attempt = 0, error = NULL, "
-                                            "finished_at = NULL, started_at = NULL WHERE id = ? AND status "
-                                            "IN ('failed', 'cancelled')", (rid,)).rowcount:
+                                            "finished_at = NULL, started_at = NULL, slurm_job_id = NULL, "
+                                            "node = NULL WHERE id = ? AND status IN ('failed', 'cancelled')",
+                                            (rid,)).rowcount:
                     continue
                 for table in ("rounds", "epochs", "channels", "picks", "gammas"):
                     self.db.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
@@ -437,6 +453,8 @@ class Store:
         for rid in changed:  # after the commit: a crash in between leaves files that nothing reads
             for path in self.run_dir(rid).glob("round-*"):
                 path.unlink(missing_ok=True)
+            # a Slurm run's events file holds the deleted rounds: the head would ingest them again
+            (self.run_dir(rid) / EVENTS_FILE).unlink(missing_ok=True)
         return changed
 
     def _transition(self, run_ids: Iterable[int], from_: tuple[str, ...], to: str, finished: bool) -> list[int]:
@@ -460,6 +478,49 @@ class Store:
                 "UPDATE runs SET status = 'queued', pid = NULL, attempt = MAX(attempt - 1, 0) "
                 "WHERE id = ? AND status = 'running'", (run_id,),
             )
+
+    # ---- Slurm jobs (the Slurm executor's head; docs/worker.md) ----------------------------------
+
+    def slurm_submitted(self, run_id: int, job_id: str) -> None:
+        """A claimed run's job is submitted: the run is queued again, pending in Slurm (slurm_job_id
+        set, node NULL), until its job runs. A run cancelled meanwhile stays cancelled."""
+        with self._write():
+            self.db.conn.execute(
+                "UPDATE runs SET slurm_job_id = ?, node = NULL, pid = NULL, "
+                "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END WHERE id = ?",
+                (job_id, run_id),
+            )
+
+    def slurm_state(self, run_id: int, job_id: str, node: str | None) -> bool:
+        """The run's job `job_id` runs on `node`, or is pending (node None: queued, pending in
+        Slurm, as after a requeue). Only a queued or running run of that job changes; True if it did."""
+        status = "queued" if node is None else "running"
+        with self._write():
+            cur = self.db.conn.execute(
+                "UPDATE runs SET status = ?, node = ?, heartbeat_at = ? WHERE id = ? AND slurm_job_id = ? "
+                "AND status IN ('queued', 'running') AND (status != ? OR node IS NOT ?)",
+                (status, node, now(), run_id, job_id, status, node),
+            )
+            return cur.rowcount > 0
+
+    def slurm_runs(self) -> list[dict[str, Any]]:
+        """Runs that the Slurm executor's head must watch: queued or running with a job, and running
+        ones claimed for Slurm (device 'slurm') whose job id is not recorded yet."""
+        return self._rows(
+            "SELECT id, name, status, attempt, device, slurm_job_id, node FROM runs "
+            "WHERE (slurm_job_id IS NOT NULL AND status IN ('queued', 'running')) "
+            "OR (status = 'running' AND device = 'slurm') ORDER BY id")
+
+    def log_once(self, run_id: int, at: str, level: str, message: str) -> bool:
+        """An event written elsewhere (a Slurm job's events file) at time `at`; a second copy of the
+        same (run, at, message) is not added. True if it was added."""
+        with self._write():
+            cur = self.db.conn.execute(
+                "INSERT INTO events (run_id, at, level, message) SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM events WHERE run_id = ? AND at = ? AND message = ?)",
+                (run_id, at, level, message, run_id, at, message),
+            )
+            return cur.rowcount > 0
 
     def settings(self) -> dict[str, str]:
         """Queue and worker state (docs/schema.md lists the keys)."""

@@ -2,8 +2,9 @@
 
 One worker serves a store: it holds an exclusive flock on `<db folder>/worker.lock` while it lives and
 records itself in the store's `settings` table (worker_pid, worker_started, worker_heartbeat,
-worker_slots). Runs go through an `Executor`; `LocalExecutor` starts them as local subprocesses
-(`python -m altui.runner`), and a Slurm executor can take its place later.
+worker_slots). Runs go through an `Executor` (altui/executors/): `LocalExecutor` starts them as local
+subprocesses (`python -m altui.runner`); with `--executor slurm`, `SlurmWorker` submits each run as a
+Slurm job and ingests the events its job writes.
 
 Recovery: a `running` run that this worker does not own is adopted when its runner process is still
 alive (a worker killed with -9 leaves its runs running), and otherwise is treated as crashed: requeued
@@ -31,9 +32,13 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from altui.files import EXIT_DISK_FULL, can_allocate, free_bytes, is_disk_full, make_dir, open_append, open_fd
+from altui.events import EventsReader, events_path, ingest
+from altui.executors import UNKNOWN_EXIT, Executor, Handle
+from altui.executors.local import LocalExecutor, is_runner  # noqa: F401 (re-exported: altui.worker.is_runner)
+from altui.executors.slurm import JobInfo, SlurmError, SlurmJobs, SlurmOptions, check_slurm, scancel
+from altui.files import EXIT_DISK_FULL, can_allocate, free_bytes, is_disk_full, open_append, open_fd
 from altui.store import Store, now, parse_time
 
 POLL_SECONDS = 0.5  # one loop pass: reap, stop cancelled runs, fill free slots
@@ -47,8 +52,9 @@ ERROR_TAIL = 4000  # characters of output.log kept in runs.error
 ERROR_PAUSE = 5.0  # after an unexpected error in the loop (say, a disk full), retry after this
 DISK_CHECK_SECONDS = 5.0  # while the disk is full, look for free space this often
 DISK_MARGIN = 1 << 20  # bytes free beyond the largest checkpoint before runs start again
-SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots", "worker_disk_full")
-UNKNOWN_EXIT = -1000  # the exit code of an adopted process, which is not our child
+EXECUTORS = ("local", "slurm")
+SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots", "worker_executor",
+            "worker_disk_full")
 
 
 class WorkerError(RuntimeError):
@@ -110,104 +116,6 @@ def make_slots(gpus: str, slots_per_gpu: int) -> list[Slot]:
         ids = detect_gpus()
     devices: list[str | None] = list(ids) if ids else [None]
     return [Slot(i, gpu) for i, gpu in enumerate(d for d in devices for _ in range(slots_per_gpu))]
-
-
-# ---- executors -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Handle:
-    """A run's process as an executor started (or adopted) it."""
-
-    run_id: int
-    slot: Slot | None  # None: adopted with no free slot of its device
-    pid: int | None
-    process: Any = None  # executor-specific (a Popen for LocalExecutor; None when adopted)
-    term_at: float | None = None  # monotonic time of our SIGTERM
-    killed: bool = False  # SIGKILL sent
-
-
-class Executor(Protocol):
-    def submit(self, run_id: int, slot: Slot) -> Handle: ...
-
-    def poll(self, handle: Handle) -> int | None:
-        """None while the run's process lives, else its exit code (or UNKNOWN_EXIT)."""
-        ...
-
-    def kill(self, handle: Handle, force: bool = False) -> None:
-        """SIGTERM (the run requeues itself, or stays cancelled), or SIGKILL with force."""
-        ...
-
-    def adopt(self, run: dict[str, Any], slot: Slot | None) -> Handle | None:
-        """A handle on a `running` run's live process that another worker started, else None."""
-        ...
-
-
-def is_runner(pid: int, run_id: int) -> bool:
-    """Whether `pid` is the runner process of `run_id`. Reading its command line guards against
-    pids reused after a reboot (and a zombie has none)."""
-    proc = Path(f"/proc/{pid}/cmdline")
-    if not Path("/proc/self").exists():  # no procfs (macOS): the pid is all we know
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    try:
-        args = proc.read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    if "altui.runner" not in args or "--run" not in args[:-1]:
-        return False
-    return args[args.index("--run") + 1] == str(run_id)
-
-
-class LocalExecutor:
-    """Each run a subprocess of the worker: `python -m altui.runner --db DB --run ID --device D`,
-    output appended to `<db folder>/<run id>/output.log`."""
-
-    def __init__(self, db: Path, cpu_slots: int = 1):
-        self.db = db
-        # CPU slots share the cores: give each its share, unless the user chose (OMP_NUM_THREADS)
-        self.cpu_threads = max(1, (os.cpu_count() or 1) // cpu_slots) if cpu_slots > 1 else None
-
-    def env(self, slot: Slot) -> dict[str, str]:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=slot.gpu or "")
-        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # GPU ids as nvidia-smi numbers them
-        if slot.gpu is None and self.cpu_threads:
-            env.setdefault("OMP_NUM_THREADS", str(self.cpu_threads))
-        return env
-
-    def submit(self, run_id: int, slot: Slot) -> Handle:
-        run_dir = make_dir(self.db.parent / str(run_id))  # never through a planted link
-        cmd = [sys.executable, "-m", "altui.runner", "--db", str(self.db), "--run", str(run_id),
-               "--device", slot.device]
-        with open_append(run_dir / "output.log") as log:
-            log.write(f"--- {now()} worker {os.getpid()}: starting run {run_id} on {slot.label}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=self.env(slot), close_fds=True)
-        return Handle(run_id, slot, proc.pid, proc)
-
-    def poll(self, handle: Handle) -> int | None:
-        if handle.process is not None:
-            return handle.process.poll()
-        return None if handle.pid and is_runner(handle.pid, handle.run_id) else UNKNOWN_EXIT
-
-    def kill(self, handle: Handle, force: bool = False) -> None:
-        if handle.process is None and not (handle.pid and is_runner(handle.pid, handle.run_id)):
-            return  # an adopted process that is gone: its pid may be another process's now
-        if handle.pid:
-            try:
-                os.kill(handle.pid, signal.SIGKILL if force else signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def adopt(self, run: dict[str, Any], slot: Slot | None) -> Handle | None:
-        pid = run["pid"]
-        return Handle(run["id"], slot, pid) if pid and is_runner(pid, run["id"]) else None
 
 
 # ---- the worker loop -----------------------------------------------------------------------------
@@ -417,8 +325,7 @@ class Worker:
         max_attempts starts, keeping the tail of its output.log."""
         run_id, attempt = run["id"], run["attempt"]
         if attempt >= self.max_attempts:
-            tail = output_tail(self.store, run_id)
-            error = f"{why}; failed after {attempt} attempts. output.log ends:\n{tail}"
+            error = f"{why}; failed after {attempt} attempts. {self.output_tail(run_id)}"
             self.store.finish(run_id, "failed", error)
             self.event(run_id, f"{why}; failed after {attempt} of {self.max_attempts} attempts", "error")
         else:
@@ -426,6 +333,9 @@ class Worker:
             last = self.store.last_round(run_id)
             self.event(run_id, f"{why}; requeued to resume at round {last + 1} "
                                f"(attempt {attempt} of {self.max_attempts})", "warning")
+
+    def output_tail(self, run_id: int) -> str:
+        return f"output.log ends:\n{output_tail(self.store, run_id)}"
 
     def stop_cancelled(self) -> None:
         """SIGTERM the processes of cancelled runs, SIGKILL them after a grace period. (A runner
@@ -449,6 +359,8 @@ class Worker:
         for run in self.store.runs(status="running"):
             if run["id"] in self.active or run["id"] in self.disk_runs:
                 continue
+            if run["slurm_job_id"] or run["device"] == "slurm":
+                continue  # a Slurm job's run is for a Slurm worker to re-attach
             handle = self.executor.adopt(run, self.free_slot(run["device"]))
             if handle is not None:
                 self.active[run["id"]] = handle
@@ -480,6 +392,192 @@ class Worker:
                         self.executor.kill(handle, force=True)
             time.sleep(0.2)
             self.reap()
+
+
+# ---- the Slurm head ------------------------------------------------------------------------------
+
+SQUEUE_SECONDS = 5.0  # ask Slurm for its job states this often
+SQUEUE_SOON = 1.0  # ... or this often while the job of a run that ended (or was cancelled) is listed
+SUBMIT_PAUSE = 60.0  # after sbatch refused a job, submit nothing for this long
+
+
+@dataclass
+class SlurmJob:
+    """A run's current job as the head watches it."""
+
+    run_id: int
+    job_id: str | None  # None: an earlier head claimed the run and stopped before recording its job
+    reader: EventsReader
+    cancel_at: float | None = None  # monotonic time of our last scancel
+    run_ended: bool = False  # the run ended (or was cancelled) while Slurm still lists its job
+
+
+class SlurmWorker(Worker):
+    """The head of the Slurm executor, on the login node. It submits each claimed run as one Slurm
+    job (at most `max_jobs` in flight), ingests the events each job appends to its run's events file,
+    and follows the jobs in Slurm: a pending job's run is `queued` with its `slurm_job_id`; a running
+    one's is `running` with its `node`. A job that ends before its run did (node failure, out of
+    memory, scancel, time limit) is resubmitted from the last checkpoint, up to max_attempts; a job
+    that Slurm requeues (preemption, `scontrol requeue`) restarts by itself and resumes. Stopping the
+    head leaves the jobs running; the next head re-attaches to them by job id (docs/worker.md)."""
+
+    def __init__(self, store: Store, jobs: SlurmJobs, max_attempts: int = 3):
+        super().__init__(store, jobs, [], max_attempts)  # type: ignore[arg-type]
+        self.jobs, self.max_jobs = jobs, jobs.options.max_jobs
+        self.watched: dict[int, SlurmJob] = {}
+        self.next_poll = self.submit_after = 0.0
+        self.poll_error: str | None = None
+
+    def watch(self, run_id: int, job_id: str | None) -> SlurmJob:
+        job = SlurmJob(run_id, job_id, EventsReader(events_path(self.store.run_dir(run_id))))
+        self.watched[run_id] = job
+        return job
+
+    def attach(self) -> None:
+        """Watch the jobs an earlier head left: every run pending or running in Slurm."""
+        for run in self.store.slurm_runs():
+            self.watch(run["id"], run["slurm_job_id"])
+            if run["slurm_job_id"]:
+                self.event(run["id"], f"re-attached to Slurm job {run['slurm_job_id']}")
+
+    def tick(self) -> None:
+        for job in list(self.watched.values()):
+            self.ingest(job)
+        if time.monotonic() >= self.next_poll:
+            self.poll()
+        self.stop_cancelled()
+        self.fill()
+        if time.monotonic() >= self.next_beat:
+            self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
+            self.store.set_settings({"worker_heartbeat": now()})
+
+    # -- events
+    def ingest(self, job: SlurmJob) -> None:
+        """Put the job's new events into the store; an end event ends the run."""
+        if job.job_id is None:
+            return
+        got = ingest(self.store, job.run_id, job.reader.read())
+        for text in got.bad or []:
+            self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
+        if got.start and got.start["job"] == job.job_id:
+            if self.store.slurm_state(job.run_id, job.job_id, got.start["node"]):
+                self.event(job.run_id, f"running on {got.start['node']} (Slurm job {job.job_id})")
+        if got.end and got.end["job"] == job.job_id:
+            run = self.store.run(job.run_id)
+            if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
+                self.store.finish(job.run_id, got.end["status"], got.end["error"])
+                self.event(job.run_id, f"{got.end['status']} (Slurm job {job.job_id})")
+                job.run_ended = True
+                self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
+
+    # -- Slurm's view
+    def poll(self) -> None:
+        """Follow Slurm's job states: pending or running (on which node), or gone."""
+        self.next_poll = time.monotonic() + SQUEUE_SECONDS
+        try:
+            listed = self.jobs.jobs()
+        except SlurmError as e:  # the controller is busy or down: no job is known to have ended
+            if self.poll_error is None:
+                self.event(None, f"cannot list Slurm jobs, retrying: {e}", "warning")
+            self.poll_error = str(e)
+            return
+        if self.poll_error is not None:
+            self.poll_error = None
+            self.event(None, "listing Slurm jobs works again")
+        for job in list(self.watched.values()):
+            if job.job_id is None:
+                self.unrecorded(job, listed)
+            elif job.job_id not in listed:
+                self.job_ended(job)
+            elif job.run_ended:  # the job is about to go: free its place soon
+                self.next_poll = time.monotonic() + SQUEUE_SOON
+            else:
+                info = listed[job.job_id]
+                if self.store.slurm_state(job.run_id, job.job_id, info.node):
+                    self.event(job.run_id, f"running on {info.node} (Slurm job {job.job_id})" if info.node else
+                               f"pending in Slurm (job {job.job_id}, {info.state.lower()}: {info.reason})")
+        watched = {job.job_id for job in self.watched.values()}
+        for info in listed.values():
+            if info.job_id not in watched:  # a run's second job, or a job of a run that has ended
+                run = self.store.run(self.jobs.run_of(info.name))
+                self.scancel(run["id"] if run else None, info.job_id,
+                             f"cancelled Slurm job {info.job_id}, which is not its run's current job "
+                             f"(the run is {run['status'] if run else 'gone'})")
+
+    def unrecorded(self, job: SlurmJob, listed: dict[str, JobInfo]) -> None:
+        """A run an earlier head claimed for Slurm without recording a job: adopt its job if it
+        submitted one, else queue the run again (no attempt is used up: nothing ran)."""
+        mine = [i.job_id for i in listed.values() if self.jobs.run_of(i.name) == job.run_id]
+        if mine:
+            job.job_id = mine[0]
+            self.store.slurm_submitted(job.run_id, job.job_id)
+            self.event(job.run_id, f"re-attached to Slurm job {job.job_id} (submitted by an earlier worker "
+                                   "that stopped before recording it)")
+        else:
+            del self.watched[job.run_id]
+            self.store.release(job.run_id)
+            self.event(job.run_id, "queued again: an earlier worker claimed it and stopped before submitting it")
+
+    def job_ended(self, job: SlurmJob) -> None:
+        """Slurm no longer lists the job: read its last events, then judge. A run still queued or
+        running with this job ended before its run did: it is resubmitted, or fails."""
+        del self.watched[job.run_id]
+        self.ingest(job)
+        run = self.store.run(job.run_id)
+        how = self.jobs.how_ended(job.job_id)
+        if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
+            self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
+        else:
+            self.event(job.run_id, f"Slurm job {job.job_id} ended ({how})")
+
+    def output_tail(self, run_id: int) -> str:
+        return self.jobs.log_tail(run_id, ERROR_TAIL)
+
+    # -- cancel, submit, stop
+    def scancel(self, run_id: int | None, job_id: str, message: str) -> None:
+        try:
+            scancel([job_id])
+        except SlurmError as e:
+            self.event(run_id, f"{message}: {e}", "warning")
+            return
+        self.event(run_id, message)
+        self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
+
+    def stop_cancelled(self) -> None:
+        """scancel the jobs of cancelled runs (again every CANCEL_GRACE seconds while they live)."""
+        for job in self.watched.values():
+            if job.job_id is None or (job.cancel_at and time.monotonic() - job.cancel_at < CANCEL_GRACE):
+                continue
+            if self.store.run(job.run_id)["status"] == "cancelled":
+                again = " again" if job.cancel_at else ""
+                job.cancel_at, job.run_ended = time.monotonic(), True
+                self.scancel(job.run_id, job.job_id, f"cancelled: scancel{again} of Slurm job {job.job_id}")
+
+    def fill(self) -> None:
+        while not self.stopping and len(self.watched) < self.max_jobs and time.monotonic() >= self.submit_after:
+            run = self.store.claim("slurm")  # None when the queue is empty or paused
+            if run is None:
+                return
+            self.submit(run)
+
+    def submit(self, run: dict[str, Any]) -> None:
+        run_id = run["id"]
+        try:
+            job_id = self.jobs.submit(run_id, json.loads(run["spec_json"]), self.store.last_round(run_id))
+        except SlurmError as e:  # a refused job (a bad option, a full queue) says so and waits
+            self.store.release(run_id)
+            self.submit_after = time.monotonic() + SUBMIT_PAUSE
+            self.event(run_id, f"not submitted, queued again; trying again in {SUBMIT_PAUSE:.0f} s: {e}", "error")
+            return
+        self.store.slurm_submitted(run_id, job_id)
+        self.watch(run_id, job_id)
+        self.event(run_id, f"submitted as Slurm job {job_id} (attempt {run['attempt']})")
+
+    def shutdown(self) -> None:
+        """Leave the jobs running: the next head re-attaches to them."""
+        for job in list(self.watched.values()):
+            self.ingest(job)
+        say(f"stopping: {len(self.watched)} Slurm job(s) left running; the next worker re-attaches them")
 
 
 # ---- settings and the lock -----------------------------------------------------------------------
@@ -547,14 +645,18 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
         signal.signal(sig, on_signal)
     store = Store(db)
     try:
-        slots = make_slots(gpus, slots_per_gpu)
-        labels = [s.label for s in slots]
-        store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(),
-                            "worker_heartbeat": now(), "worker_slots": json.dumps(labels), "worker_disk_full": None})
-        cpu_slots = sum(s.gpu is None for s in slots)
-        worker = Worker(store, LocalExecutor(db, cpu_slots), slots, max_attempts)
-        worker.event(None, f"worker {os.getpid()} started: slots {', '.join(s.label for s in slots)}, "
-                           f"max attempts {max_attempts}")
+        if store.settings().get("executor") == "slurm":
+            worker = slurm_worker(db, store, max_attempts)
+        else:
+            slots = make_slots(gpus, slots_per_gpu)
+            labels = [s.label for s in slots]
+            store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_executor": "local",
+                                "worker_heartbeat": now(), "worker_slots": json.dumps(labels),
+                                "worker_disk_full": None})
+            cpu_slots = sum(s.gpu is None for s in slots)
+            worker = Worker(store, LocalExecutor(db, cpu_slots), slots, max_attempts)
+            worker.event(None, f"worker {os.getpid()} started: slots {', '.join(s.label for s in slots)}, "
+                               f"max attempts {max_attempts}")
         worker.serve()
         worker.event(None, f"worker {os.getpid()} stopped")
     finally:
@@ -564,24 +666,69 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
     return True
 
 
+def slurm_worker(db: Path, store: Store, max_attempts: int) -> SlurmWorker:
+    """The Slurm executor's head with the options saved in the store, attached to its jobs."""
+    options = SlurmOptions.from_json(store.settings().get("slurm_options"))
+    worker = SlurmWorker(store, SlurmJobs(db, options), max_attempts)
+    store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_executor": "slurm",
+                        "worker_heartbeat": now(), "worker_slots": json.dumps(["slurm"] * options.max_jobs),
+                        "worker_disk_full": None})
+    worker.event(None, f"worker {os.getpid()} started: Slurm executor, {options.describe()}, "
+                       f"max attempts {max_attempts}")
+    worker.attach()
+    return worker
+
+
+def choose_executor(db: Path, executor: str | None = None,
+                    slurm: dict[str, Any] | None = None) -> tuple[str, SlurmOptions]:
+    """The executor (local or slurm) and Slurm options of a worker start: those given, else those
+    that the last start saved in the store's settings; saved in turn for the next start. `slurm`
+    holds SlurmOptions fields (None: not given). WorkerError when they are wrong."""
+    given = {k: v for k, v in (slurm or {}).items() if v is not None}
+    unknown = set(given) - set(SlurmOptions.__dataclass_fields__)
+    if unknown:
+        raise WorkerError(f"unknown Slurm options {sorted(unknown)}")
+    with Store(db) as store:
+        saved = store.settings()
+        name = executor or saved.get("executor") or "local"
+        if name not in EXECUTORS:
+            raise WorkerError(f"--executor {name!r}: allowed: {', '.join(EXECUTORS)}")
+        if name == "local" and given:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            raise WorkerError(f"{flags}: options of --executor slurm, and this worker would run locally; "
+                              "add --executor slurm")
+        options = SlurmOptions.from_json(saved.get("slurm_options")).merged(given)
+        if name == "slurm":
+            try:
+                check_slurm(db, options)
+            except SlurmError as e:
+                raise WorkerError(str(e)) from None
+        store.set_settings({"executor": name, **({"slurm_options": options.to_json()} if name == "slurm" else {})})
+    return name, options
+
+
 def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, detach: bool = True,
-                 max_attempts: int = 3) -> bool:
+                 max_attempts: int = 3, executor: str | None = None, slurm: dict[str, Any] | None = None) -> bool:
     """Start the store's worker; False if one already serves it.
 
     Detached (the default), it runs in a new session with stdin closed and its output in
     `<db folder>/worker.log`, so closing the terminal, the SSH connection or the dashboard never
     stops it; this returns once it holds the lock. Not detached, this serves in the calling process
     (main thread: it installs signal handlers) until the worker is stopped.
+
+    `executor` and `slurm` (SlurmOptions fields) default to what the last start saved in the store
+    (choose_executor), so a start with neither (the dashboard's) runs as the last one did.
     """
     db = Path(db).resolve()
     parse_gpus(gpus)  # fail here, not in the background
     if slots_per_gpu < 1 or max_attempts < 1:
         raise WorkerError("--slots-per-gpu and --max-attempts must be integers >= 1")
-    if not detach:
-        return serve(db, gpus, slots_per_gpu, max_attempts)
     if lock_holder(db) is not None:
         return False
     db.parent.mkdir(parents=True, exist_ok=True)
+    choose_executor(db, executor, slurm)
+    if not detach:
+        return serve(db, gpus, slots_per_gpu, max_attempts)
     cmd = [sys.executable, "-m", "altui.worker", "--db", str(db), "--gpus", gpus,
            "--slots-per-gpu", str(slots_per_gpu), "--max-attempts", str(max_attempts)]
     log_path = db.parent / "worker.log"
@@ -625,8 +772,9 @@ def stop_worker(db: Path, timeout: float = STOP_GRACE + 30) -> bool:
 
 
 def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None:
-    """The store's worker: pid, started, heartbeat (ISO text), slots (device labels), paused,
-    disk_full (why it paused the queue, or None), log; None when no worker runs. Pass an open
+    """The store's worker: executor (local or slurm), slurm (its options, described), pid, started,
+    heartbeat (ISO text), slots (device labels), paused, disk_full (why it paused the queue, or
+    None), log; None when no worker runs. Pass an open
     `store` to poll without reconnecting."""
     db = Path(db).resolve()
     pid = lock_holder(db)
@@ -637,7 +785,11 @@ def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None
         settings = st.settings()
         paused = st.paused()
     mine = settings.get("worker_pid") == str(pid)  # else the settings are an earlier worker's
+    executor = settings.get("worker_executor", "local") if mine else None
+    slurm = SlurmOptions.from_json(settings.get("slurm_options")) if executor == "slurm" else None
     return {
+        "executor": executor,
+        "slurm": slurm.describe() if slurm else None,
         "pid": pid,
         "started": settings.get("worker_started") if mine else None,
         "heartbeat": settings.get("worker_heartbeat") if mine else None,

@@ -265,6 +265,19 @@ def change_runs(ctx: typer.Context, refs: list[str], change: str) -> None:
             r = store.run(rid)
             note = done if rid in changed else f"not changed: it is {r['status']}"
             tell(f"{rid} {r['name']}: {note}")
+            if change == "cancel" and rid in changed and r["slurm_job_id"]:
+                tell(f"{rid} {r['name']}: {scancel_job(r['slurm_job_id'])}")
+
+
+def scancel_job(job_id: str) -> str:
+    """scancel a cancelled run's Slurm job now, so it stops even when no worker runs."""
+    from altui.executors.slurm import SlurmError, scancel
+
+    try:
+        scancel([job_id])
+    except SlurmError as e:
+        return f"scancel of Slurm job {job_id} failed ({e}); the worker retries it"
+    return f"Slurm job {job_id} cancelled (scancel)"
 
 
 @app.command()
