@@ -726,13 +726,14 @@ def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, detach: b
     if lock_holder(db) is not None:
         return False
     db.parent.mkdir(parents=True, exist_ok=True)
-    choose_executor(db, executor, slurm)
     if not detach:
+        choose_executor(db, executor, slurm)
         return serve(db, gpus, slots_per_gpu, max_attempts)
     cmd = [sys.executable, "-m", "altui.worker", "--db", str(db), "--gpus", gpus,
            "--slots-per-gpu", str(slots_per_gpu), "--max-attempts", str(max_attempts)]
     log_path = db.parent / "worker.log"
-    with open_append(log_path) as log:  # never through a planted link
+    with open_append(log_path) as log:  # never through a planted link; before any setting is saved
+        choose_executor(db, executor, slurm)
         proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, close_fds=True,
                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
