@@ -199,11 +199,39 @@ def same_note(other: str) -> str:
     return "= " + (other.split()[0] if other.startswith("#") else other)
 
 
-def legend_entries(series: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """(marker, text, colour code) of each curve, in drawing order, identical curves noted."""
+class LegendEntry(NamedTuple):
+    marker: str
+    label: str
+    note: str  # "= #2" or "= Random" when an earlier curve has the same points, else ""
+    color: int
+    short_note: str = ""  # the note by the other curve's marker, "= x", where the note does not fit
+
+    @property
+    def text(self) -> str:
+        return f"{self.label} {self.note}" if self.note else self.label
+
+    def fit(self, width: int) -> str:
+        """The entry in `width` characters: the label is cut before the note, and a long note gives
+        way to its short form."""
+        if len(self.text) <= width:
+            return self.text
+        for note in (self.note, self.short_note):
+            if note and width - len(note) - 2 >= 4:
+                return f"{self.label[: width - len(note) - 2]}… {note}"
+        return self.label[: max(1, width - 1)] + "…"
+
+
+def legend_entries(series: dict[str, Any]) -> list[LegendEntry]:
+    """Each curve's legend entry, in drawing order, identical curves noted."""
     same = identical_to(series)
-    return [(MARKERS[i % len(MARKERS)], f"{label} {same_note(same[label])}" if label in same else label,
-             COLORS[i % len(COLORS)]) for i, label in enumerate(series)]
+    order = {label: i for i, label in enumerate(series)}
+    entries = []
+    for i, label in enumerate(series):
+        other = same.get(label)
+        entries.append(LegendEntry(
+            MARKERS[i % len(MARKERS)], label, same_note(other) if other else "", COLORS[i % len(COLORS)],
+            f"= {MARKERS[order[other] % len(MARKERS)]}" if other else ""))
+    return entries
 
 
 # ---- terminal --------------------------------------------------------------------------------
@@ -231,10 +259,9 @@ def draw_chart(plt: Any, series: dict[str, Any], width: int, height: int, *, kin
     axis = value_axis(values, height - 2, integer=integer, zero=kind == "bar")  # 2 rows: x axis, x labels
     plt.ylim(*axis.lim)
     plt.yticks(axis.ticks, axis.labels)
-    for i, s in enumerate(series.values()):
+    styles = [(COLORS[i % len(COLORS)] if color else None, MARKERS[i % len(MARKERS)]) for i in range(len(series))]
+    for (tint, marker), s in zip(styles, series.values(), strict=True):
         xs, ys = list(s[0]), list(s[1])
-        tint = COLORS[i % len(COLORS)] if color else None
-        marker = MARKERS[i % len(MARKERS)]
         if kind == "bar":
             plt.bar(xs, ys, color=tint, width=0.8)
             continue
@@ -242,7 +269,9 @@ def draw_chart(plt: Any, series: dict[str, Any], width: int, height: int, *, kin
             plt.plot(xs, list(s[2]), color=tint, marker="·")
             plt.plot(xs, list(s[3]), color=tint, marker="·")
         plt.plot(xs, ys, color=tint, marker="braille" if color else marker)
-        plt.scatter(xs, ys, color=tint, marker=marker)
+    if kind == "line":  # every curve's markers over every line, so that no line hides a point
+        for (tint, marker), s in zip(styles, series.values(), strict=True):
+            plt.scatter(list(s[0]), list(s[1]), color=tint, marker=marker)
     for i, x in enumerate((vlines or {}).values()):
         plt.vline(x, COLORS[(len(series) + i) % len(COLORS)] if color else None)
     xs = [x for s in series.values() for x in s[0]] + list((vlines or {}).values())
@@ -257,9 +286,9 @@ def render_text(series: dict[str, Series], title: str = "", xlabel: str = "", yl
     marker, identical curves noted) and the axes' names below it, outside the data. With
     color=False, plain characters only (for files, pipes and Markdown code blocks)."""
     entries = legend_entries(series)
-    legend = [f"{marker} {text}" for marker, text, _ in entries]
+    legend = [f"{e.marker} {e.text}" for e in entries]
     if color:
-        legend = [plotext.colorize(line, code) for line, (_, _, code) in zip(legend, entries, strict=True)]
+        legend = [plotext.colorize(line, e.color) for line, e in zip(legend, entries, strict=True)]
     axes = f"x: {xlabel}   y: {ylabel}" if xlabel or ylabel else ""
     chart_height = max(6, height - 1 - len(legend) - bool(axes))
     with _PLOTEXT:
