@@ -166,8 +166,8 @@ def quit_notice(snapshot: Snapshot | None) -> str:
     running = sum(r["status"] == "running" for r in snapshot.runs)
     queued = sum(r["status"] == "queued" for r in snapshot.runs)
     if snapshot.worker is not None:
-        what = f"{running} running and {queued} queued run(s) go on" if running or queued else "nothing to run"
-        return f"altui: the dashboard closed; the worker (pid {snapshot.worker.get('pid')}) goes on: {what}. " \
+        what = f"with {running} running and {queued} queued run(s)" if running or queued else "waiting for runs"
+        return f"altui: the dashboard closed; the worker (pid {snapshot.worker.get('pid')}) goes on {what}. " \
                "`altui` opens the dashboard again."
     if queued:
         return f"altui: the dashboard closed; {queued} queued run(s) wait for a worker: `altui worker start`"
