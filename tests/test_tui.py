@@ -409,6 +409,31 @@ def test_quit_keys_leave_the_runs_going_and_say_so(dash, key: str) -> None:
     assert app.quit_notice == "altui: the dashboard closed; 1 queued run(s) wait for a worker: `altui worker start`"
 
 
+def test_pause_worker_and_next_plot_keys(dash, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, db, _ = dash
+    started = []
+    monkeypatch.setattr(app.backend, "start_worker", lambda: started.append(1) or "started a worker")
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.snapshot.paused)
+        assert "queue paused" in str(app.screen.query_one("#status").render())
+        with Store(db) as store:
+            assert store.paused()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: not app.snapshot.paused)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: started == [1])
+        plots = app.screen.query_one("#plots")
+        assert plots.border_title.startswith("accuracy % vs labels")  # one plot at a time below 120 columns
+        await pilot.press("g")
+        assert plots.border_title.startswith("λ_t vs round") and app.screen.query_one("#plot-lambda").display
+        await pilot.press("g", "g")
+        assert plots.border_title.startswith("accuracy % vs labels")
+
+    drive(app, script, size=(80, 24))
+
+
 def test_keys_panel_and_command_palette_offer_every_action(dash) -> None:
     app, _, _ = dash
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
@@ -76,7 +77,11 @@ class AltuiApp(App[None]):
         self.error = None
         for screen in self.screen_stack:
             if isinstance(screen, (MainScreen, RunScreen)) and screen.is_mounted:
-                screen.apply(message.snapshot)
+                try:
+                    screen.apply(message.snapshot)
+                except NoMatches:  # a poll that ends while the app closes finds its widgets gone
+                    if not self._exit:
+                        raise
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
