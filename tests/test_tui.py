@@ -24,7 +24,7 @@ from altui.estimate import estimate, seconds_left
 from altui.spec import load_spec
 from altui.store import Store
 from altui.tui.app import AltuiApp, create_app
-from altui.tui.format import duration
+from altui.tui.format import duration, short_names
 from altui.tui.runs_view import BASE, View
 from altui.tui.screens.confirm import ConfirmScreen
 from altui.tui.screens.run import RunScreen
@@ -95,6 +95,21 @@ def drive(app: AltuiApp, script: Callable[[Pilot], Awaitable[None]], size: tuple
 def cell(table: RunsTable, run_id: int, column: str) -> str:
     """A cell as the user reads it (each has a leading space that parts it from the one before)."""
     return str(table.get_cell(str(run_id), column))[1:]
+
+
+# ---- pure parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [8, 10, 13, 16, 20, 30])
+def test_experiment_short_names_are_unique_and_fit(width: int) -> None:
+    names = [e.name for e in load_spec(Path(__file__).parents[1] / "experiments.toml").experiments]
+    names += ["resnet-a", "resnext-a", "a" * 20 + "1", "a" * 20 + "2"]
+    short = short_names(names, width)
+    assert len(set(short.values())) == len(names)  # never two experiments alike
+    assert all(len(s) <= width for s in short.values())
+    assert all(short[n] == n for n in names if len(n) <= width)
+    if width == 13:  # the runs table's at 80 columns
+        assert short["cifar10-resnet18-k1000"] == "c10-r18-k1000" and short["cifar10-resnet18-k250"] == "c10-r18-k250"
 
 
 # ---- a store written by the real runner --------------------------------------------------------

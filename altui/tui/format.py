@@ -136,17 +136,21 @@ def status_counts(runs: list[dict[str, Any]]) -> list[tuple[str, int]]:
 _WORD = re.compile(r"([A-Za-z]*)(.*)")
 
 
-def _shrink(name: str, width: int) -> str:
-    """Cut the letters of every word of the name to the most that fit, keeping digits and
-    separators: cifar10-resnet18-k1000 -> c10-r18-k1000 in 13 characters."""
+def _words(name: str) -> list[tuple[str, str]]:
+    """(letters, rest) of each word, separators as words of their own: cifar10 -> (cifar, 10)."""
     parts = re.split(r"([-_/.])", name)  # words at even positions, separators between them
-    words = [_WORD.fullmatch(p).groups() if i % 2 == 0 else (p, "") for i, p in enumerate(parts)]
+    return [_WORD.fullmatch(p).groups() if i % 2 == 0 else (p, "") for i, p in enumerate(parts)]
 
-    def capped(cap: int) -> str:
-        return "".join((letters if i % 2 else letters[:cap]) + rest for i, (letters, rest) in enumerate(words))
 
-    longest = max(len(letters) for letters, _ in words)
-    return next((capped(cap) for cap in range(longest, 0, -1) if len(capped(cap)) <= width), capped(1))
+def _capped(name: str, cap: int) -> str:
+    """The name with every word's letters cut to `cap`, digits and separators kept."""
+    return "".join((letters if i % 2 else letters[:cap]) + rest for i, (letters, rest) in enumerate(_words(name)))
+
+
+def _cap(name: str, width: int) -> int:
+    """The most letters per word that fit the name in `width` characters (at least 1)."""
+    longest = max(len(letters) for letters, _ in _words(name))
+    return next((cap for cap in range(longest, 0, -1) if len(_capped(name, cap)) <= width), 1)
 
 
 def _cut(name: str, width: int, head: int) -> str:
@@ -155,9 +159,15 @@ def _cut(name: str, width: int, head: int) -> str:
 
 def short_names(names: list[str], width: int) -> dict[str, str]:
     """A unique form of each name in at most `width` characters: the name when it fits, else its
-    words cut from their ends (digits kept), else cut in the middle where that tells them apart."""
+    words cut to the same number of letters (digits kept: cifar10-resnet18-k1000 -> c10-r18-k1000;
+    names with the same first word alike), else cut in the middle where that tells them apart."""
     width = max(width, 4)
-    result = {n: n if len(n) <= width else _shrink(n, width) for n in names}
+    long = [n for n in names if len(n) > width]
+    family: dict[str, int] = {}  # names that start alike are cut alike: c10-r18-k1000, c10-r18-k250
+    for n in long:
+        first = re.split(r"[-_/.]", n)[0]
+        family[first] = min(family.get(first, len(n)), _cap(n, width))
+    result = {n: _capped(n, family[re.split(r"[-_/.]", n)[0]]) if n in long else n for n in names}
     for name, short in result.items():
         if len(short) > width:
             result[name] = _cut(short, width, (width - 1) * 2 // 3)
