@@ -592,17 +592,17 @@ def test_a_failing_poll_is_shown_not_raised(dash) -> None:
 
     async def script(pilot: Pilot) -> None:
         real = app.backend.snapshot
-        calls = {"n": 0}
+        locked = {"now": True}  # until the test has seen the error: a fast poll could clear it unseen
 
         def broken():
-            calls["n"] += 1
-            if calls["n"] == 1:
+            if locked["now"]:
                 raise sqlite3.OperationalError("database is locked")
             return real()
 
         app.backend.snapshot = broken
         await wait_for(pilot, lambda: app.error is not None)
         assert "database is locked" in str(app.screen.query_one("#status").render())
+        locked["now"] = False
         await wait_for(pilot, lambda: app.error is None)  # the next poll works again
         assert app.is_running
 
