@@ -388,7 +388,17 @@ class Store:
                 f"WHERE id = {pick} AND {free} RETURNING *",
                 (device, now(), now(), *([run_id] if run_id is not None else [])),
             )
+            if rows:  # the new attempt redoes the round that the last one left unfinished
+                self._drop_unfinished_epochs(rows[0]["id"])
         return rows[0] if rows else None
+
+    def _drop_unfinished_epochs(self, run_id: int) -> None:
+        """Epoch rows of rounds after the last recorded one: an earlier attempt's, which the next
+        attempt redoes from its first epoch (progress must not count them)."""
+        self.db.conn.execute(
+            "DELETE FROM epochs WHERE run_id = ? AND round > "
+            "(SELECT COALESCE(MAX(round), -1) FROM rounds WHERE run_id = ?)", (run_id, run_id),
+        )
 
     def set_pid(self, run_id: int, pid: int) -> None:
         with self._write():
@@ -423,6 +433,24 @@ class Store:
         """Cancel queued or running runs; returns those changed. A running one's process is ended by
         the worker (or by its own heartbeat), which keeps its completed rounds."""
         return self._transition(run_ids, ("queued", "running"), "cancelled", finished=True)
+
+    def select_runs(self, experiment: str | None = None, statuses: Iterable[str] | None = None) -> list[int]:
+        """Ids of the runs of `experiment` (all experiments when None) whose status is one of
+        `statuses` (any when None), in id order: the targets of bulk cancel and retry."""
+        statuses = list(statuses or [])
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise StoreError(f"unknown status {unknown[0]!r}; allowed: {', '.join(STATUSES)}")
+        where, params = [], []
+        if experiment is not None:
+            where.append("e.name = ?")
+            params.append(experiment)
+        if statuses:
+            where.append(f"r.status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        sql = ("SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY r.id")
+        return [row[0] for row in self.db.conn.execute(sql, params)]
 
     def retry(self, run_ids: Iterable[int]) -> list[int]:
         """Queue failed or cancelled runs again; they resume after their last completed round."""
@@ -556,8 +584,12 @@ class Store:
     # ---- results -----------------------------------------------------------------------------
 
     def add_epoch(self, run_id: int, row: dict[str, Any]) -> None:
-        """One epoch's numbers; a round re-run after a crash overwrites its earlier epochs."""
+        """One epoch's numbers. Epochs of a round arrive in order, so later epochs already there are
+        an earlier attempt's (a round re-run after a crash): they go, and the round's progress is
+        this attempt's."""
         with self._write() as db:
+            self.db.conn.execute("DELETE FROM epochs WHERE run_id = ? AND round = ? AND epoch > ?",
+                                 (run_id, row["round"], row["epoch"]))
             db["epochs"].upsert({"run_id": run_id, **row}, pk=("run_id", "round", "epoch"))
 
     def add_round(

@@ -247,3 +247,50 @@ def test_a_worker_waiting_for_disk_space_pauses_the_queue_with_its_reason(tmp_pa
     with Store(tmp_path / "altui.db") as store:
         store.set_settings({"worker_disk_full": None})
         assert not store.paused() and store.pause_reason() is None and store.claim("cpu")["name"] == "a"
+
+
+def epoch_row(t: int, epoch: int) -> dict:
+    return dict(round=t, epoch=epoch, train_loss=1.0, train_accuracy=0.5, lr=0.01, images_per_second=100.0)
+
+
+def test_a_retried_run_shows_its_new_attempt_s_epochs_not_the_old_ones(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        (rid,) = queue(store, "a")
+        store.claim("cpu", run_id=rid)
+        store.add_round(rid, round_row(0), [], [])
+        for epoch in range(1, 10):  # round 1 gets 9 epochs in, then the run is cancelled
+            store.add_epoch(rid, epoch_row(1, epoch))
+        assert store.runs()[0]["epoch"] == 9
+        store.cancel([rid])
+        store.retry([rid])
+        assert store.claim("cpu", run_id=rid) is not None  # the new attempt redoes round 1
+        assert store.runs()[0]["epoch"] is None
+        assert [e["round"] for e in store.epochs(rid)] == []  # round 0's epochs were never written here
+        store.add_epoch(rid, epoch_row(1, 1))
+        assert store.runs()[0]["epoch"] == 1
+
+
+def test_a_round_restarted_without_a_new_claim_drops_the_earlier_attempt_s_later_epochs(tmp_path):
+    """A Slurm job resubmitted from its checkpoint replays a round's epochs from 1."""
+    with Store(tmp_path / "altui.db") as store:
+        (rid,) = queue(store, "a")
+        store.claim("cpu", run_id=rid)
+        for epoch in (1, 2, 3):
+            store.add_epoch(rid, epoch_row(0, epoch))
+        store.add_epoch(rid, epoch_row(0, 1))
+        assert [e["epoch"] for e in store.epochs(rid)] == [1]
+        assert store.runs()[0]["epoch"] == 1
+
+
+def test_select_runs_by_experiment_and_status(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        a, b = queue(store, "a", "b")
+        other = store.enqueue("other", "experiments.toml", {}, [
+            {"name": "c", "method": "Random", "seed": 0, "config": config()}])[0]
+        store.claim("cpu", run_id=a)
+        assert store.select_runs("exp") == [a, b]
+        assert store.select_runs("exp", ["queued"]) == [b]
+        assert store.select_runs(statuses=["queued", "running"]) == [a, b, other]
+        assert store.select_runs("nothing") == []
+        with pytest.raises(StoreError, match="unknown status 'bogus'; allowed: queued"):
+            store.select_runs("exp", ["bogus"])

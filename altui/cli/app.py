@@ -83,7 +83,8 @@ app = typer.Typer(
     cls=AltuiGroup,
     help="Active learning with weight-decay scheduling and distillation: queue, run, watch, export.",
     no_args_is_help=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
@@ -128,12 +129,30 @@ def check_experiment(store: Store, name: str | None) -> None:
         fail(f"no experiment {name!r} in {store.path} (see `altui ls`)")
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("altui")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def print_version(value: bool) -> None:
+    if value:
+        tell(f"altui {version()}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
     db: Annotated[Path | None, typer.Option(
         "--db", envvar="ALTUI_DB", help="The SQLite store (default runs/altui.db under the working directory)."
     )] = None,
+    _version: Annotated[bool, typer.Option(
+        "--version", callback=print_version, is_eager=True, help="Print altui's version and exit.")] = False,
 ) -> None:
     ctx.obj = {"db": db or DEFAULT_DB}
     if ctx.invoked_subcommand is None:

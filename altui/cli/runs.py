@@ -16,8 +16,10 @@ from rich.table import Table
 from altui.cli.app import (
     MaxRuns,
     app,
+    check_experiment,
     db_path,
     fail,
+    fail_plain,
     open_store,
     out,
     printable,
@@ -27,7 +29,8 @@ from altui.cli.app import (
     wide,
 )
 from altui.spec import MAX_RUNS, SpecError
-from altui.store import Store, parse_time
+from altui.store import STATUSES, Store, parse_time
+from altui.tui.format import duration, status_text
 
 
 @app.command()
@@ -190,26 +193,63 @@ def fmt(value: object, spec: str = "") -> str:
     return "" if value is None else format(value, spec)
 
 
+LS_FIELDS = ("id", "name", "experiment", "method", "seed", "status", "round", "rounds", "accuracy", "weight_decay",
+             "effective_channels", "eta_seconds", "slurm_job_id", "node")
+
+
+def ls_row(run: dict, eta: float | None) -> dict:
+    """A run as `altui ls --json` lists it (docs/cli.md)."""
+    return {"id": run["id"], "name": run["name"], "experiment": run["experiment"], "method": run["method"],
+            "seed": run["seed"], "status": run["status"], "round": run["rounds_done"], "rounds": run["rounds_total"],
+            "accuracy": run["accuracy"], "weight_decay": run["weight_decay"],
+            "effective_channels": run["effective_channels"],
+            "eta_seconds": None if eta is None else round(eta, 1), "slurm_job_id": run.get("slurm_job_id"),
+            "node": run.get("node")}
+
+
 @app.command("ls")
 def list_runs(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list of objects (fields: docs/cli.md).")] = False,
 ) -> None:
-    """List runs with status, round r/R and the last accuracy."""
+    """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
+    import json
+
+    from altui.estimate import queue_finish
+    from altui.worker import worker_status
+
+    if status is not None and status not in STATUSES:
+        fail_plain(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
     if not db_path(ctx).exists():  # nothing was ever queued there: say so, create nothing
-        wide.print(f"no runs in {db_path(ctx)}")
+        if experiment is not None:
+            fail(f"no experiment {experiment!r} in {db_path(ctx)} (see `altui ls`)")
+        wide.print("[]" if as_json else printable(f"no runs in {db_path(ctx)}"))
         return
     with open_store(ctx) as store:
-        rows = store.runs(status=status, experiment=experiment)
+        check_experiment(store, experiment)
+        everything = store.runs()
+        throughput = store.measured_throughput()
+    worker = worker_status(db_path(ctx))
+    eta = queue_finish(everything, throughput, max(1, len((worker or {}).get("slots") or [])))
+    rows = [r for r in everything if (status is None or r["status"] == status)
+            and (experiment is None or r["experiment"] == experiment)]
+    if as_json:
+        out_json = json.dumps([ls_row(r, eta.get(r["id"], 0.0)) for r in rows], indent=2)
+        tell(out_json)
+        return
+    slurm = any(r.get("slurm_job_id") for r in rows)
     table = Table(box=None, header_style="bold")
-    for col in ("id", "name", "status", "round", "labeled", "accuracy", "lambda_t", "eff.ch", "attempt"):
+    columns = ["id", "name", "status", "round", "labeled", "accuracy", "lambda_t", "eff.ch", "ETA", "attempt"]
+    for col in columns + (["job", "node"] if slurm else []):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r["id"]), printable(r["name"]), r["status"], f"{r['rounds_done']}/{r['rounds_total']}",
+            str(r["id"]), printable(r["name"]), status_text(r), f"{r['rounds_done']}/{r['rounds_total']}",
             fmt(r["n_labeled"]), fmt(r["accuracy"], ".4f"), fmt(r["weight_decay"], ".3g"),
-            fmt(r["effective_channels"]), str(r["attempt"]),
+            fmt(r["effective_channels"]), duration(eta.get(r["id"])), str(r["attempt"]),
+            *([r.get("slurm_job_id") or "", r.get("node") or ""] if slurm else []),
         )
     wide.print(table if rows else printable(f"no runs in {db_path(ctx)}"))
 
@@ -253,10 +293,27 @@ def queue_runs(
         tell("no worker is running: start one with `altui worker start`")
 
 
-def change_runs(ctx: typer.Context, refs: list[str], change: str) -> None:
-    """Cancel, retry or restart runs by id or name, saying for each whether it changed."""
+def change_runs(ctx: typer.Context, refs: list[str], change: str, experiment: str | None = None,
+                status: str | None = None) -> None:
+    """Cancel, retry or restart runs by id or name, or every run of an experiment and/or status,
+    saying for each whether it changed."""
+    allowed = ("queued", "running") if change == "cancel" else ("failed", "cancelled")
+    if refs and (experiment or status):
+        fail_plain(f"{change}: give run ids or names, or --experiment/--status, not both")
+    if not refs and not (experiment or status):
+        fail_plain(f"{change}: give run ids or names, or --experiment NAME and/or --status STATUS")
+    if status is not None and status not in allowed:
+        fail_plain(f"{change} --status {status!r}: allowed: {', '.join(allowed)}")
     with open_store(ctx) as store:
-        ids = store.resolve(refs)
+        if refs:
+            ids = store.resolve(refs)
+        else:
+            check_experiment(store, experiment)
+            ids = store.select_runs(experiment, [status] if status else allowed)
+            if not ids:
+                where = f" of {printable(experiment)}" if experiment else ""
+                tell(f"no {status or ' or '.join(allowed)} runs{where}: nothing to {change}")
+                return
         act: dict[str, Any] = {"cancel": store.cancel, "retry": store.retry, "restart": store.restart}
         changed = act[change](ids)
         done = {"cancel": "cancelled", "retry": "queued again",
@@ -280,23 +337,33 @@ def scancel_job(job_id: str) -> str:
     return f"Slurm job {job_id} cancelled (scancel)"
 
 
+RUNS_ARGUMENT = typer.Argument(help="Run ids or names (or use --experiment / --status).", show_default=False)
+
+
 @app.command()
-def cancel(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
+def cancel(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, RUNS_ARGUMENT] = None,
+    experiment: Annotated[str | None, typer.Option(help="Every queued or running run of this experiment.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued or running.")] = None,
+) -> None:
     """Cancel queued or running runs; a running one stops within seconds and keeps its rounds."""
-    change_runs(ctx, runs, "cancel")
+    change_runs(ctx, runs or [], "cancel", experiment, status)
 
 
 @app.command()
 def retry(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(help="Run ids or names.")],
+    runs: Annotated[list[str] | None, RUNS_ARGUMENT] = None,
+    experiment: Annotated[str | None, typer.Option(help="Every failed or cancelled run of this experiment.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: failed or cancelled.")] = None,
     from_scratch: Annotated[bool, typer.Option(
         "--from-scratch", help="Delete the runs' recorded rounds, epochs, channels, picks and gammas and start "
                                "again at round 0 (for a run whose checkpoint is missing or damaged).")] = False,
 ) -> None:
     """Queue failed or cancelled runs again; they resume after their last completed round, or start
     over with --from-scratch."""
-    change_runs(ctx, runs, "restart" if from_scratch else "retry")
+    change_runs(ctx, runs or [], "restart" if from_scratch else "retry", experiment, status)
 
 
 @app.command()

@@ -46,5 +46,5 @@ def demo(
         out.print(f"started a worker (pid {status.get('pid')}); log: {status.get('log')}", highlight=False)
     else:
         out.print(f"a worker is already running (pid {status['pid']})", highlight=False)
-    out.print("opening the dashboard; quitting it (ctrl+q) leaves the runs going", highlight=False)
+    out.print("opening the dashboard; quitting it (q) leaves the runs going", highlight=False)
     run_ui(db_path(ctx), file)
