@@ -110,7 +110,10 @@ def test_ls_rejects_an_unknown_experiment_or_status(db: Path, args: list[str], m
 def test_cancel_and_retry_by_experiment_and_status(db: Path) -> None:
     result = cli(db, "cancel", "--experiment", "a")  # its queued and running runs; the done one stays
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == ["2 a/Random/s1: cancelled", "3 a/Random/s2: cancelled"]
+    cancelled, scancel, other = result.stdout.splitlines()
+    assert (cancelled, other) == ("2 a/Random/s1: cancelled", "3 a/Random/s2: cancelled")
+    # the running run's Slurm job (77) is scancelled at once; no cluster knows it here
+    assert scancel.startswith("2 a/Random/s1: scancel of Slurm job 77 failed (") and "worker retries" in scancel
     result = cli(db, "retry", "--status", "failed")  # every experiment's failed runs
     assert result.stdout.splitlines() == ["4 b/Random/s0: queued again"]
     result = cli(db, "retry", "--experiment", "a", "--status", "cancelled")

@@ -333,7 +333,8 @@ def scancel_job(job_id: str) -> str:
     try:
         scancel([job_id])
     except SlurmError as e:
-        return f"scancel of Slurm job {job_id} failed ({e}); the worker retries it"
+        said = str(e).strip().splitlines() or [""]
+        return f"scancel of Slurm job {job_id} failed ({said[-1]}); the worker retries it"
     return f"Slurm job {job_id} cancelled (scancel)"
 
 
