@@ -17,7 +17,9 @@ app.add_typer(worker_app, name="worker")
 def worker_start(
     ctx: typer.Context,
     gpus: Annotated[str, typer.Option(help="auto (visible GPUs, else the CPU), cpu, or ids: 0,1")] = "auto",
-    slots_per_gpu: Annotated[int, typer.Option(min=1, help="Runs at once per GPU (or on the CPU).")] = 1,
+    slots_per_gpu: Annotated[str, typer.Option(
+        help="Runs at once per GPU (or on the CPU): auto (from free memory, the queued models and the cores) or N."
+    )] = "auto",
     max_attempts: Annotated[int, typer.Option(min=1, help="Starts of a run before a crash fails it.")] = 3,
     foreground: Annotated[bool, typer.Option("--foreground", help="Serve in this terminal.")] = False,
 ) -> None:
@@ -75,4 +77,6 @@ def worker_show(ctx: typer.Context) -> None:
     beat = parse_time(status["heartbeat"])
     age = f"{(datetime.now(timezone.utc) - beat).total_seconds():.0f} s ago" if beat else "not yet"
     tell(f"worker pid {status['pid']}, started {status['started']}, heartbeat {age}\n"
-         f"slots: {', '.join(status['slots']) or 'starting'}\n{queue}\nlog: {status['log']}")
+         f"slots: {', '.join(status['slots']) or 'starting'}"
+         + (f" ({status['slots_choice']})" if status.get("slots_choice") else "")
+         + f"\n{queue}\nlog: {status['log']}")
