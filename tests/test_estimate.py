@@ -18,6 +18,7 @@ from altui.al.presets import resolve
 from altui.estimate import (
     Estimate,
     Shape,
+    cached_estimate,
     data_shape,
     estimate,
     plan,
@@ -28,6 +29,7 @@ from altui.estimate import (
     with_slots,
     workload_key,
 )
+from altui.spec import load_spec
 from altui.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +116,11 @@ def test_estimate_measures_once_caches_in_the_store_and_prints_json(tmp_path):
     assert "measuring train" in first.stderr and "measuring train_kd" in first.stderr
     with Store(db) as store:
         kinds = {r["kind"] for r in store.throughput(result["device"])}
+        # what the dashboard shows before queueing: the same estimate, from the cache alone
+        configs = [r.config for r in load_spec(experiments).get("tiny").runs]
+        cached = cached_estimate(store, configs)
     assert kinds == {"train", "train_kd", "warmup", "score", "round", "epoch"}
+    assert cached.wall_seconds == pytest.approx(result["wall_seconds"]) and cached.device == result["device"]
     again = altui(db, "estimate", str(experiments), "tiny", "--device", "cpu", "--gpus", "2")
     assert again.returncode == 0 and "measuring" not in again.stderr, again.stderr
     assert "tiny: 4 runs, 1,440 training images" in again.stdout and "2 device(s) x 1 slot(s)" in again.stdout
