@@ -33,13 +33,15 @@ from altui.al.tensors import DeviceData, crop_flip
 
 def batch_loss(
     model: nn.Module, teacher: nn.Module | None, loss_module: nn.Module | None, xb: torch.Tensor,
-    yb: torch.Tensor, seen: torch.Tensor | None, seen_fraction: float, detach_features: bool,
+    yb: torch.Tensor, seen: torch.Tensor | None, seen_fraction: torch.Tensor, detach_features: bool,
     kd_alpha: float, kd_temperature: float, ll_margin: float, ll_weight: float, use_bf16: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's training loss and its number of correct predictions, both on the device.
 
-    teacher: kd1/kd2 (`seen` marks the batch's samples of D_{t-1} for kd2); loss_module: Learning
-    Loss, whose features are detached from the backbone when `detach_features`.
+    teacher: kd1/kd2 (`seen` marks the batch's samples of D_{t-1} for kd2, `seen_fraction` is
+    |D_{t-1}| / |D_t| as a device scalar, so that a new round is no new constant to compile);
+    loss_module: Learning Loss, whose features are detached from the backbone when `detach_features`.
+    The float settings are constants of a run, which compiling specialises on.
     """
     with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=use_bf16):
         if loss_module is not None:
@@ -80,15 +82,25 @@ _compile_error: str | None = None  # set when compiling failed: this process tra
 
 def compile_cache_dir() -> Path:
     """Where inductor keeps its compiled kernels: under the user's cache folder, which outlives
-    reboots (inductor's own default is in /tmp). TORCHINDUCTOR_CACHE_DIR, when set, wins."""
+    reboots (inductor's own default is in /tmp). A TORCHINDUCTOR_CACHE_DIR of the user's wins."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "altui" / "inductor"
+
+
+def keep_compile_cache() -> None:
+    """Point inductor at compile_cache_dir(), unless the user chose a folder. (Importing parts of
+    torch._dynamo already sets the variable to inductor's default, which counts as no choice.)"""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
 
 
 def compiled_function(device_type: str, full: bool) -> Callable:
     """The process's compiled step for full or partial batches on a device type."""
     key = (device_type, full)
     if key not in _compiled:
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+        keep_compile_cache()
         if full:  # a static shape; CUDA graphs remove the launch cost of small models
             mode = "reduce-overhead" if device_type == "cuda" else None
             _compiled[key] = torch.compile(_full_batch, dynamic=False, mode=mode)
@@ -118,7 +130,7 @@ class TrainStep:
 
     def __call__(
         self, cfg: RunConfig, model: nn.Module, teacher: nn.Module | None, loss_module: nn.Module | None,
-        xb: torch.Tensor, yb: torch.Tensor, seen: torch.Tensor | None, seen_fraction: float, detach: bool,
+        xb: torch.Tensor, yb: torch.Tensor, seen: torch.Tensor | None, seen_fraction: torch.Tensor, detach: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         args = (model, teacher, loss_module, xb, yb, seen, seen_fraction, detach, cfg.kd_alpha,
                 cfg.kd_temperature, cfg.ll_margin, cfg.ll_weight, self.device_type == "cuda")
@@ -138,16 +150,17 @@ class TrainStep:
 
     def _run(self, full: bool, args: tuple, first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         fn = compiled_function(self.device_type, full)
-        if full:
-            if self.device_type == "cuda":
-                torch.compiler.cudagraph_mark_step_begin()
-            return fn(*args)
-        for t in (args[3], args[4], args[5]):  # the batch dimension of images, labels and kd2's mask
-            if t is not None:
-                torch._dynamo.maybe_mark_dynamic(t, 0)
-        # compiled at a variant's first use; a size its graph does not cover runs eagerly instead
-        with torch.compiler.set_stance("default" if first else "eager_on_recompile"):
-            return fn(*args)
+        with torch._dynamo.config.patch(specialize_float=True):  # a run's settings are constants
+            if full:
+                if self.device_type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
+                return fn(*args)
+            for t in (args[3], args[4], args[5]):  # the batch dimension of images, labels and kd2's mask
+                if t is not None:
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
+            # compiled at a variant's first use; a size its graph does not cover runs eagerly instead
+            with torch.compiler.set_stance("default" if first else "eager_on_recompile"):
+                return fn(*args)
 
     def _check(self, full: bool, args: tuple) -> None:
         """Compile (or find in the cache) and run this variant, forward and backward, on copies."""
@@ -205,7 +218,7 @@ def train_round(
     n = labeled.shape[0]
     kd2 = cfg.distill == "kd2" and teacher is not None
     is_seen = torch.arange(n, device=dev) < seen
-    seen_fraction = seen / n if kd2 else 1.0
+    seen_fraction = torch.tensor(seen / n if kd2 else 1.0, device=dev)  # |D_{t-1}| / |D_t|
     if teacher is not None:
         teacher.eval()
     for epoch in range(1, cfg.epochs + 1):
