@@ -13,14 +13,16 @@ Two sources of speed:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from altui.al.catalog import DATASET_INFO, DatasetInfo
 from altui.al.config import RunConfig
+
+if TYPE_CHECKING:
+    from altui.store import Store
 
 # ---- training images, and ETAs from the epochs runs recorded ----------------------------------------
 
@@ -100,8 +102,15 @@ def estimate(configs: list[RunConfig], throughput: dict[tuple[str, int], float],
 
 # ---- whole runs from the throughput cache ------------------------------------------------------------
 
-RATE_KINDS = ("train", "train_kd", "train_ll", "train_kd_ll", "score")  # images/s
-SECOND_KINDS = ("warmup", "round", "epoch")  # seconds per run, per round, per epoch
+# Measured kinds: images/s of training (plain, with a KD teacher, with the LL module, both) and of
+# scoring; the others are seconds (warmup per run, last per epoch's last batch, round, epoch).
+RATE_KINDS = ("train", "train_kd", "train_ll", "train_kd_ll", "score")
+
+
+def train_variant(cfg: RunConfig, round_: int) -> str:
+    """Which measured training speed a run's round trains at."""
+    kd = cfg.distill != "none" and round_ > 0
+    return "train" + ("_kd" if kd else "") + ("_ll" if cfg.acquisition == "ll" else "")
 
 
 @dataclass(frozen=True)
@@ -136,9 +145,7 @@ def workload_key(cfg: RunConfig, shape: Shape, device_type: str) -> tuple[str, s
 
 def needed_kinds(cfg: RunConfig) -> set[str]:
     """The measurements a run's estimate uses."""
-    from altui.measure import train_variant
-
-    return {train_variant(cfg, t) for t in range(cfg.rounds)} | {"warmup", "score", "round", "epoch"}
+    return {train_variant(cfg, t) for t in range(cfg.rounds)} | {"warmup", "last", "score", "round", "epoch"}
 
 
 def scored_images(cfg: RunConfig, shape: Shape, round_: int) -> int:
@@ -150,19 +157,16 @@ def scored_images(cfg: RunConfig, shape: Shape, round_: int) -> int:
     return min(unlabeled, subset) if subset else unlabeled
 
 
-def run_seconds(cfg: RunConfig, shape: Shape, m: dict[str, float], device_type: str) -> float:
-    """One run's seconds from measurements `m` (kind -> images/s or seconds): training, test
-    evaluation, acquisition, per-round and per-epoch bookkeeping, and the run's warm-up.
-
-    On the CPU training time is linear in images; on CUDA a step costs about the same whatever its
-    size, so an epoch costs its number of batches times a full batch."""
-    from altui.measure import train_variant
-
+def run_seconds(cfg: RunConfig, shape: Shape, m: dict[str, float]) -> float:
+    """One run's seconds from measurements `m` (kind -> images/s or seconds): training (whole
+    batches at the round's speed, and each epoch's last, partial batch), test evaluation,
+    acquisition, per-round and per-epoch bookkeeping, and the run's warm-up."""
     total = m.get("warmup", 0.0)
     for t in range(cfg.rounds):
-        n = cfg.n_labeled(t)
-        images = math.ceil(n / cfg.batch_size) * cfg.batch_size if device_type == "cuda" else n
-        total += cfg.epochs * (images / m[train_variant(cfg, t)] + m["epoch"])
+        speed = m[train_variant(cfg, t)]
+        whole, rest = divmod(cfg.n_labeled(t), cfg.batch_size)
+        last = m["last"] * m["train"] / speed if rest else 0.0  # the plain step's, scaled to this variant
+        total += cfg.epochs * (whole * cfg.batch_size / speed + last + m["epoch"])
         total += (shape.test + scored_images(cfg, shape, t)) / m["score"] + m["round"]
     return total
 
@@ -186,7 +190,7 @@ def plan(configs: list[RunConfig], shapes: list[Shape], measurements: dict[tuple
         m = measurements.get(workload_key(cfg, shape, device_type))
         if m is None or not needed_kinds(cfg) <= set(m):
             return Estimate(len(configs), sum(map(train_images, configs)), None, None, device, gpus, slots)
-        per_run.append(run_seconds(cfg, shape, m, device_type))
+        per_run.append(run_seconds(cfg, shape, m))
     return Estimate(
         runs=len(configs), train_images=sum(map(train_images, configs)),
         device_seconds=sum(per_run) / slots, wall_seconds=wall_time(per_run, gpus * slots),
@@ -197,7 +201,7 @@ def plan(configs: list[RunConfig], shapes: list[Shape], measurements: dict[tuple
 Cache = dict[tuple, dict[str, float]]  # (model, input, batch, compile, augment, slots) -> {kind: value}
 
 
-def cached(store, device: str, torch_version: str) -> Cache:  # noqa: ANN001
+def cached(store: Store, device: str, torch_version: str) -> Cache:
     """The throughput cache of one device and torch version."""
     out: Cache = {}
     for r in store.throughput(device, torch_version):
@@ -224,7 +228,7 @@ def with_slots(cache: Cache, slots: int) -> dict[tuple, dict[str, float]]:
     return out
 
 
-def measure_missing(store, configs: list[RunConfig], shapes: list[Shape], device_spec: str = "auto",  # noqa: ANN001
+def measure_missing(store: Store, configs: list[RunConfig], shapes: list[Shape], device_spec: str = "auto",
                     slots: int = 1, seconds: float = 1.0, remeasure: bool = False,
                     log: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
     """Measure on this machine's device what the cache lacks for `configs` (everything with
@@ -251,16 +255,16 @@ def measure_missing(store, configs: list[RunConfig], shapes: list[Shape], device
         w = Workload(model, shape.channels, shape.size, shape.classes, batch, compiled, augment)
         have = cache.get((*key, 1), {})
         missing = kinds - set(have)
-        if "warmup" in missing:  # measured with plain training
-            missing = (missing - {"warmup"}) | {"train"}
+        if missing & {"warmup", "last"}:  # measured with plain training
+            missing = (missing - {"warmup", "last"}) | {"train"}
         what = f"{model} {w.input} batch {batch}{', compiled' if compiled else ''} on {name}"
         values: dict[str, float] = {}
         for kind in sorted(missing):
             log(f"measuring {kind}: {what}")
             if kind.startswith("train"):
-                values[kind], warmup = train_rate(w, dev, kind, seconds)
+                values[kind], warmup, last = train_rate(w, dev, kind, seconds)
                 if kind == "train":
-                    values["warmup"] = warmup
+                    values["warmup"], values["last"] = warmup, last
             elif kind == "score":
                 values["score"] = score_rate(w, dev, cfg.eval_batch(dev.type), "entropy", seconds)
             elif kind in ("round", "epoch") and "round" not in values:
@@ -277,7 +281,7 @@ def measure_missing(store, configs: list[RunConfig], shapes: list[Shape], device
     return name, dev.type
 
 
-def estimate_runs(store, configs: list[RunConfig], device: str = "auto", gpus: int = 1, slots: int = 1,  # noqa: ANN001
+def estimate_runs(store: Store, configs: list[RunConfig], device: str = "auto", gpus: int = 1, slots: int = 1,
                   measure: bool = True, seconds: float = 1.0, remeasure: bool = False,
                   log: Callable[[str], None] = lambda _: None) -> Estimate:
     """`altui estimate`: measure what the store's cache lacks (unless `measure` is off), then plan.
@@ -295,3 +299,18 @@ def estimate_runs(store, configs: list[RunConfig], device: str = "auto", gpus: i
         name, device_type = device_name(dev), dev.type
     measurements = with_slots(cached(store, name, torch.__version__), slots)
     return plan(configs, shapes, measurements, name, device_type, gpus, slots)
+
+
+def cached_estimate(store: Store, configs: list[RunConfig], gpus: int = 1, slots: int = 1,
+                    device: str | None = None) -> Estimate:
+    """What `altui estimate` prints, from the store's cache alone: no measuring and no torch, for the
+    dashboard. device: a device name of the cache; None: the one measured last (with the torch
+    version it was measured with). Times are None where the cache lacks a workload."""
+    rows = store.throughput(device)
+    shapes = [data_shape(c) for c in configs]
+    if not rows:
+        return plan(configs, shapes, {}, device or "", "cpu", gpus, slots)
+    last = rows[-1]  # ordered by measured_at
+    name, version = last["device"], last["torch_version"]
+    device_type = "cpu" if name.startswith("cpu") else "cuda"
+    return plan(configs, shapes, with_slots(cached(store, name, version), slots), name, device_type, gpus, slots)

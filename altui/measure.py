@@ -32,7 +32,6 @@ from altui.al.tensors import DeviceData
 from altui.al.train import TrainStep, train_round
 
 POOL = 4096  # distinct random images a measurement cycles through
-TRAIN_VARIANTS = ("train", "train_kd", "train_ll", "train_kd_ll")  # plain, with a KD teacher, with LL
 
 
 @dataclass(frozen=True)
@@ -60,12 +59,6 @@ class Workload:
             distill="kd2" if "_kd" in variant else "none", acquisition="ll" if "_ll" in variant else "entropy",
             ll_stop_epoch=1,  # the module's gradient still reaches the backbone (the costlier 60% of epochs)
         )
-
-
-def train_variant(cfg: RunConfig, round_: int) -> str:
-    """Which measured training speed a run's round trains at."""
-    kd = cfg.distill != "none" and round_ > 0
-    return "train" + ("_kd" if kd else "") + ("_ll" if cfg.acquisition == "ll" else "")
 
 
 def device_name(device: torch.device) -> str:
@@ -135,6 +128,7 @@ class TrainBench:
         """Seconds of a first block of two full batches and a partial one (which compiles both)."""
         return timed(lambda: self.run(2 * self.w.batch + max(1, self.w.batch // 2)), self.device)
 
+
     def rate(self, seconds: float) -> float:
         """Images/s over full batches, in one block of about `seconds`."""
         probe_images = 2 * self.w.batch
@@ -144,12 +138,18 @@ class TrainBench:
         return images / timed(lambda: self.run(images), self.device)
 
 
-def train_rate(w: Workload, device: torch.device, variant: str = "train", seconds: float = 1.0) -> tuple[float, float]:
-    """(images/s of training over full batches, seconds of warm-up beyond that: compiling, caches)."""
+def train_rate(w: Workload, device: torch.device, variant: str = "train",
+               seconds: float = 1.0) -> tuple[float, float, float]:
+    """(images/s of training over full batches; seconds of warm-up beyond that (compiling, caches);
+    seconds of an epoch's last batch of half a batch: a small step costs more than its share of
+    images, eagerly on a CUDA run that compiles full batches)."""
     bench = TrainBench(w, device, variant)
     warm = bench.warm_up()
     rate = bench.rate(seconds)
-    return rate, max(0.0, warm - (2 * w.batch + max(1, w.batch // 2)) / rate)
+    half = max(1, w.batch // 2)
+    full = 4 * w.batch
+    last = timed(lambda: bench.run(full + half), device) - full / rate
+    return rate, max(0.0, warm - (2 * w.batch + half) / rate), max(0.0, last)
 
 
 def score_rate(w: Workload, device: torch.device, batch: int, kind: str = "entropy", seconds: float = 1.0) -> float:

@@ -20,7 +20,7 @@ from altui.al.sink import ListSink
 
 # Relative difference allowed between a compiled and an eager epoch loss. Inductor fuses and reorders
 # float32 arithmetic (differences of ~1e-7 in a step) and SGD carries them on; these runs (lr 0.001)
-# stay within 3e-5 on the CPU (docs/benchmarks.md). A large lr on a few samples amplifies any
+# stayed within 2e-4 on the CPU (docs/benchmarks.md). A large lr on a few samples amplifies any
 # rounding (eager runs on 1 and 2 threads drift apart as much), so the runs here train gently.
 TOLERANCE = 1e-3
 

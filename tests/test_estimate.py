@@ -34,7 +34,8 @@ from altui.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = Shape(channels=1, size=28, classes=10, pool=1347, test=450, augment=False)
-SPEEDS = {"train": 400.0, "train_kd": 300.0, "warmup": 2.0, "score": 1000.0, "round": 0.5, "epoch": 0.01}
+SPEEDS = {"train": 400.0, "train_kd": 300.0, "warmup": 2.0, "last": 0.06, "score": 1000.0, "round": 0.5,
+          "epoch": 0.01}
 
 
 def digits(preset: str = "WS+init", **fields):
@@ -43,23 +44,24 @@ def digits(preset: str = "WS+init", **fields):
 
 
 def test_a_run_takes_training_evaluation_acquisition_and_bookkeeping():
-    cfg = digits()
+    cfg = digits()  # N_t = 50, 100, 150 in batches of 32: 1, 3 and 4 whole batches and a last one each
     assert data_shape(cfg) == DIGITS
-    seconds = run_seconds(cfg, DIGITS, SPEEDS, "cpu")
-    training = 10 * (50 + 100 + 150) / 400 + 3 * 10 * 0.01
+    seconds = run_seconds(cfg, DIGITS, SPEEDS)
+    training = 10 * (32 + 96 + 128) / 400 + 3 * 10 * (0.06 + 0.01)
     evaluation = 3 * 450 / 1000
     acquisition = ((1347 - 50) + (1347 - 100)) / 1000  # nothing after the last round
     assert seconds == pytest.approx(2.0 + training + evaluation + acquisition + 3 * 0.5)
+    whole = digits(initial=64, budget=64)  # whole batches only: no last batch to pay
+    assert run_seconds(whole, DIGITS, SPEEDS) == pytest.approx(
+        2.0 + 10 * (64 + 128 + 192) / 400 + 3 * 10 * 0.01 + 3 * 450 / 1000
+        + ((1347 - 64) + (1347 - 128)) / 1000 + 3 * 0.5)
 
 
-def test_distillation_trains_at_its_own_speed_from_round_1_and_cuda_pays_whole_batches():
-    kd = digits("WS+init+KD1")
-    plain = digits("WS+init")
-    extra = 10 * (100 + 150) * (1 / 300 - 1 / 400)
-    assert run_seconds(kd, DIGITS, SPEEDS, "cpu") - run_seconds(plain, DIGITS, SPEEDS, "cpu") == pytest.approx(extra)
-    # on CUDA each epoch costs whole batches of 32: 64, 128 and 160 images
-    cuda = run_seconds(plain, DIGITS, SPEEDS, "cuda") - run_seconds(plain, DIGITS, SPEEDS, "cpu")
-    assert cuda == pytest.approx(10 * (14 + 28 + 10) / 400)
+def test_distillation_trains_at_its_own_speed_from_round_1():
+    kd, plain = digits("WS+init+KD1"), digits("WS+init")
+    slower = 400 / 300
+    extra = 10 * (96 + 128) * (1 / 300 - 1 / 400) + 2 * 10 * 0.06 * (slower - 1)
+    assert run_seconds(kd, DIGITS, SPEEDS) - run_seconds(plain, DIGITS, SPEEDS) == pytest.approx(extra)
 
 
 def test_runs_fill_slots_in_queue_order_and_slots_slow_each_run_down():
@@ -77,7 +79,7 @@ def test_runs_fill_slots_in_queue_order_and_slots_slow_each_run_down():
 def test_plan_sums_device_time_and_spreads_wall_time():
     configs = [digits(seed=s) for s in range(4)]
     key = workload_key(configs[0], DIGITS, "cpu")
-    one = run_seconds(configs[0], DIGITS, SPEEDS, "cpu")
+    one = run_seconds(configs[0], DIGITS, SPEEDS)
     result = plan(configs, [DIGITS] * 4, {key: SPEEDS}, "cpu: test", "cpu", gpus=2, slots=1)
     assert result.runs == 4 and result.train_images == 4 * train_images(configs[0])
     assert result.device_seconds == pytest.approx(4 * one) and result.wall_seconds == pytest.approx(2 * one)
@@ -119,7 +121,7 @@ def test_estimate_measures_once_caches_in_the_store_and_prints_json(tmp_path):
         # what the dashboard shows before queueing: the same estimate, from the cache alone
         configs = [r.config for r in load_spec(experiments).get("tiny").runs]
         cached = cached_estimate(store, configs)
-    assert kinds == {"train", "train_kd", "warmup", "score", "round", "epoch"}
+    assert kinds == {"train", "train_kd", "warmup", "last", "score", "round", "epoch"}
     assert cached.wall_seconds == pytest.approx(result["wall_seconds"]) and cached.device == result["device"]
     again = altui(db, "estimate", str(experiments), "tiny", "--device", "cpu", "--gpus", "2")
     assert again.returncode == 0 and "measuring" not in again.stderr, again.stderr

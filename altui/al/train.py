@@ -149,18 +149,25 @@ class TrainStep:
             return batch_loss(*args)
 
     def _run(self, full: bool, args: tuple, first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`first`: the variant's first call, which compiles it (a run's float settings become
+        constants of the graph); later calls only run it (no per-step config switching: it costs)."""
         fn = compiled_function(self.device_type, full)
-        with torch._dynamo.config.patch(specialize_float=True):  # a run's settings are constants
-            if full:
-                if self.device_type == "cuda":
-                    torch.compiler.cudagraph_mark_step_begin()
-                return fn(*args)
+        if not full:
             for t in (args[3], args[4], args[5]):  # the batch dimension of images, labels and kd2's mask
                 if t is not None:
                     torch._dynamo.maybe_mark_dynamic(t, 0)
-            # compiled at a variant's first use; a size its graph does not cover runs eagerly instead
-            with torch.compiler.set_stance("default" if first else "eager_on_recompile"):
-                return fn(*args)
+        if first:
+            with torch._dynamo.config.patch(specialize_float=True), torch.compiler.set_stance("default"):
+                return self._call(fn, full, args)
+        if full:
+            return self._call(fn, full, args)
+        with torch.compiler.set_stance("eager_on_recompile"):  # a size the graph does not cover: eager
+            return fn(*args)
+
+    def _call(self, fn: Callable, full: bool, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        if full and self.device_type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        return fn(*args)
 
     def _check(self, full: bool, args: tuple) -> None:
         """Compile (or find in the cache) and run this variant, forward and backward, on copies."""
