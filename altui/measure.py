@@ -129,27 +129,29 @@ class TrainBench:
         return timed(lambda: self.run(2 * self.w.batch + max(1, self.w.batch // 2)), self.device)
 
 
-    def rate(self, seconds: float) -> float:
-        """Images/s over full batches, in one block of about `seconds`."""
-        probe_images = 2 * self.w.batch
-        t = timed(lambda: self.run(probe_images), self.device)
-        steps = max(2, round(seconds / max(t, 1e-6) * 2))
-        images = steps * self.w.batch
-        return images / timed(lambda: self.run(images), self.device)
+    def rates(self, seconds: float, repeats: int = 3) -> tuple[float, float]:
+        """(images/s over whole batches, seconds of an epoch's last batch of half a batch): blocks of
+        about `seconds` of whole batches, alternating with the same blocks plus a half batch; medians."""
+        b, half = self.w.batch, max(1, self.w.batch // 2)
+        probe = timed(lambda: self.run(2 * b), self.device)
+        whole = max(2, round(seconds / max(probe, 1e-6) * 2)) * b
+        plain, longer = [], []
+        for _ in range(repeats):
+            plain.append(timed(lambda: self.run(whole), self.device))
+            longer.append(timed(lambda: self.run(whole + half), self.device))
+        t = statistics.median(plain)
+        return whole / t, max(0.0, statistics.median(longer) - t)
 
 
 def train_rate(w: Workload, device: torch.device, variant: str = "train",
                seconds: float = 1.0) -> tuple[float, float, float]:
-    """(images/s of training over full batches; seconds of warm-up beyond that (compiling, caches);
+    """(images/s of training over whole batches; seconds of warm-up beyond that (compiling, caches);
     seconds of an epoch's last batch of half a batch: a small step costs more than its share of
-    images, eagerly on a CUDA run that compiles full batches)."""
+    images, most on a GPU, where a step costs about the same whatever its size)."""
     bench = TrainBench(w, device, variant)
     warm = bench.warm_up()
-    rate = bench.rate(seconds)
-    half = max(1, w.batch // 2)
-    full = 4 * w.batch
-    last = timed(lambda: bench.run(full + half), device) - full / rate
-    return rate, max(0.0, warm - (2 * w.batch + half) / rate), max(0.0, last)
+    rate, last = bench.rates(seconds)
+    return rate, max(0.0, warm - (2 * w.batch + max(1, w.batch // 2)) / rate), last
 
 
 def score_rate(w: Workload, device: torch.device, batch: int, kind: str = "entropy", seconds: float = 1.0) -> float:
