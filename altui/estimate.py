@@ -13,6 +13,7 @@ Two sources of speed:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,3 +315,28 @@ def cached_estimate(store: Store, configs: list[RunConfig], gpus: int = 1, slots
     name, version = last["device"], last["torch_version"]
     device_type = "cpu" if name.startswith("cpu") else "cuda"
     return plan(configs, shapes, with_slots(cached(store, name, version), slots), name, device_type, gpus, slots)
+
+
+def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], float],
+                 slots: int = 1) -> dict[int, float | None]:
+    """Seconds from now until each queued or running run is done (`Store.runs` rows), when the
+    worker runs the queue in its order (oldest id first) on `slots` slots at the measured throughput.
+    None where that depends on a time not measured yet. Done, failed and cancelled runs are left out."""
+    import heapq
+
+    finish: dict[int, float | None] = {}
+    free: list[float] = []  # when each slot is free; inf: not known
+    for run in runs:
+        if run["status"] == "running":
+            left = seconds_left(run, throughput)
+            finish[run["id"]] = left
+            free.append(math.inf if left is None else left)
+    free += [0.0] * max(0, slots - len(free))
+    heapq.heapify(free)
+    for run in sorted((r for r in runs if r["status"] == "queued"), key=lambda r: r["id"]):
+        start = heapq.heappop(free)
+        need = seconds_left(run, throughput)
+        end = math.inf if need is None else start + need
+        finish[run["id"]] = None if math.isinf(end) else end
+        heapq.heappush(free, end)
+    return finish

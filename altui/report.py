@@ -353,6 +353,35 @@ def _figure(store: Store, experiment: str, metric: str, out: Path | None) -> str
     return f"```text\n{chart}\n```\n"
 
 
+def _gamma_figure(store: Store, experiment: str, out: Path | None) -> list[str]:
+    """The paper's Figure 5 for the experiment's WS, WS+init and Entropy+init runs (the lowest seed of
+    each), when it has any: a PNG beside the report when matplotlib is there and the report is a file,
+    else a text chart. Runs without |gamma| rows are named, not drawn."""
+    from altui import figure5, gamma, plotting
+
+    columns, missing = [], []
+    for run_id in gamma.paper_runs(store, experiment):
+        try:
+            columns.append(gamma.run_gamma(store, run_id))
+        except gamma.GammaError as e:
+            missing.append(f"- not drawn: {e}\n")
+    if not columns and not missing:
+        return []
+    parts = ["### Effective channels of the paper's layer (Figure 5)\n",
+             "|γ| of one batch norm at the first, a middle and the last round of each run, one column per "
+             "run; the red line is the layer's mean |γ| / 10, the number the channels below it (§5.1).\n",
+             *missing]
+    if not columns:
+        return parts
+    if out is not None:
+        try:
+            png = figure5.save_figure(columns, out.parent / f"{out.stem}-gamma.png")
+            return [*parts, f"![{figure5.caption(columns)}]({png.name})\n"]
+        except plotting.MatplotlibMissing:
+            pass
+    return [*parts, f"```text\n{figure5.render_text(columns, width=100, color=False)}\n```\n"]
+
+
 def reproduction_report(store: Store, experiment: str, out: Path | None = None) -> str:
     """A Markdown report of one experiment: settings, summary table, figures, and the paper's
     numbers beside ours where the experiment is one of the paper's. Figures are PNG files beside
@@ -378,12 +407,22 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         "in bold.\n",
         markdown_table(cells) if cells else "No round is recorded yet.\n",
     ]
+    parts += _claims_section(store, experiment, runs)
     if cells:
         multi_round = max(r["rounds_done"] for r in runs) > 1
         metrics = ("accuracy", "weight_decay", "effective_channels") if multi_round else ("accuracy",)
         parts += ["## Figures\n", *(_figure(store, experiment, m, out) for m in metrics)]
+        parts += _gamma_figure(store, experiment, out)
     parts += _paper_section(store, experiment, cells)
     return "\n".join(parts)
+
+
+def _claims_section(store: Store, experiment: str, runs: list[dict[str, Any]]) -> list[str]:
+    """Which of the paper's claims the runs support, from paired seeds (altui/claims.py)."""
+    from altui import claims  # claims builds on this module's bootstrap
+
+    checked = claims.experiment_claims(store, experiment)
+    return ["## Claims\n", claims.markdown(checked, (r["method"] for r in runs))]
 
 
 def _paper_section(store: Store, experiment: str, cells: list[SummaryRow]) -> list[str]:

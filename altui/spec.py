@@ -2,17 +2,19 @@
 
 A file holds one `[defaults]` table and `[[experiment]]` tables. An experiment expands into one run per
 seed x sweep point x method. Validation collects every problem at once, each with file:line:column,
-the key path and what is allowed, so that a researcher fixes a file in one pass.
-The format is documented in docs/configuration.md.
+the key path and what is allowed, so that a researcher fixes a file in one pass. Numbers must be
+finite, names and strings printable, and a file expands to at most MAX_RUNS runs (counted before
+anything is expanded). The format is documented in docs/configuration.md.
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,16 +106,20 @@ class SpecFile:
         raise SpecError([SpecIssue(self.path, None, None, "experiment", _unknown("experiment", name, names))])
 
 
-def load_spec(path: str | Path) -> SpecFile:
+MAX_RUNS = 10_000  # runs one file may expand to, unless the caller allows more (--max-runs)
+
+
+def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SpecFile:
     """Read and validate a file; SpecError lists every issue found."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark is fine
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the file: {e}")]) from None
-    return parse_spec(text, str(path))
+    return parse_spec(text, str(path), max_runs)
 
 
-def parse_spec(text: str, file: str = "<string>") -> SpecFile:
+def parse_spec(text: str, file: str = "<string>", max_runs: int = MAX_RUNS) -> SpecFile:
+    text = text.removeprefix("\ufeff")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -136,7 +142,11 @@ def parse_spec(text: str, file: str = "<string>") -> SpecFile:
         tables = []
     if not tables:
         issues.add("experiment", "the file defines no experiment; add an [[experiment]] table")
-    experiments = [_ExperimentParser(i, t, defaults, issues).parse(defaults_ok) for i, t in enumerate(tables)]
+    experiments, total = [], 0
+    for i, table in enumerate(tables):
+        parser = _ExperimentParser(i, table, defaults, issues, total, max_runs)
+        experiments.append(parser.parse(defaults_ok))
+        total += parser.count
     _check_unique_names(tables, issues)
     if issues.items:
         raise SpecError(issues.sorted())
@@ -186,7 +196,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr": (lambda v: v > 0, "a number > 0"),
     "lr_gamma": (lambda v: v > 0, "a number > 0"),
     "kd_alpha": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "kd_temperature": (lambda v: v > 0, "a number > 0"),
+    "kd_temperature": (lambda v: 0.01 <= v <= 1000, "a number in [0.01, 1000] (the logits are divided by T, "
+                                                   "the loss multiplied by T²)"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
 }
 _KIND_TEXT = {
@@ -194,7 +205,7 @@ _KIND_TEXT = {
     "ints": "a list of integers", "bool|auto": 'true, false or "auto"',
 }
 _NAME = re.compile(r"[A-Za-z0-9._+-]+")  # experiment names: safe in run names, paths and shells
-_METHOD_NAME = re.compile(r"[^/\s]+")  # method names: "/" separates the parts of a run name
+_METHOD_NAME = re.compile(r"[^/\s]+")  # method names: "/" separates the parts of a run name; printable
 _DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+")
 
 
@@ -341,6 +352,10 @@ def _unknown(what: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str
     return f"unknown {what} {value!r}{hint} allowed: {', '.join(allowed)}"
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
 def _show(value: Any) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
              dict: "a table"}
@@ -370,6 +385,10 @@ def _value_error(key: str, value: Any) -> str | None:
     kind = FIELD_KINDS.get(key, "str")
     if not _has_kind(value, kind):
         return f"expected {_KIND_TEXT[kind]}, got {_show(value)}"
+    if kind == "float" and not math.isfinite(value):  # JSON has no inf or nan, nor has training
+        return f"{value!r} is not finite; allowed: {RANGES[key][1] if key in RANGES else 'a finite number'}"
+    if kind == "str" and not value.isprintable():  # no escape sequences into terminals and run names
+        return f"{_show(value)} holds control or other unprintable characters; allowed: printable characters"
     if key in CHOICES and value not in CHOICES[key]:
         return _unknown(key, value, CHOICES[key])
     if key == "device" and not _DEVICE.fullmatch(value):
@@ -455,12 +474,15 @@ class _Method:
 class _ExperimentParser:
     """Checks one [[experiment]] table (merged over [defaults]) and expands it into runs."""
 
-    def __init__(self, index: int, table: dict[str, Any], defaults: dict[str, Any], issues: _Issues):
+    def __init__(self, index: int, table: dict[str, Any], defaults: dict[str, Any], issues: _Issues,
+                 runs_before: int = 0, max_runs: int = MAX_RUNS):
         self.prefix = f"experiment[{index}]"
         self.table = table
         self.defaults = defaults
         self.merged = {**defaults, **table}
         self.issues = issues
+        self.runs_before, self.max_runs = runs_before, max_runs
+        self.count = 0  # the runs this experiment expands to, once parsed
 
     def origin(self, key: str) -> str:
         """The path of the value of `key` this experiment uses: its own, else [defaults]'."""
@@ -487,6 +509,8 @@ class _ExperimentParser:
         methods = self.methods(self.table["methods"]) if "methods" in self.table else []
         seeds = self.seeds(self.merged.get("seeds", [0]))
         sweeps = [(k, [_normal(k, v) for v in vs]) for k, vs in self.merged.items() if _is_sweep(k, vs)]
+        if not self.within_cap(len(seeds), math.prod(len(vs) for _, vs in sweeps), len(methods)):
+            return None  # counted, never expanded: seeds = 100000000 costs nothing
         points = [dict(p) for p in itertools.product(*[[(k, (n, v)) for n, v in enumerate(vs)]
                                                        for k, vs in sweeps])]
         for point in points:
@@ -496,6 +520,20 @@ class _ExperimentParser:
         runs = self.expand(name, methods, seeds, points)
         line, _ = self.issues.locate(self.prefix)
         return Experiment(name, self.issues.file, line or 0, self.merged, tuple(runs))
+
+    def within_cap(self, seeds: int, points: int, methods: int) -> bool:
+        """Count the runs (seeds x sweep points x methods) and check the file's cap."""
+        self.count = seeds * points * methods
+        total = self.runs_before + self.count
+        if total <= self.max_runs:
+            return True
+        above = f", {total:,} with the experiments above it" if self.runs_before else ""
+        factors = " x ".join(_count(n, what) for n, what in ((seeds, "seed"), (points, "sweep point"),
+                                                              (methods, "method")))
+        self.issues.add(self.prefix, f"expands to {self.count:,} runs ({factors}){above}; allowed: at most "
+                                     f"{self.max_runs:,} runs per file (fewer seeds, sweep values or methods, "
+                                     "or --max-runs N)")
+        return False
 
     def methods(self, value: Any) -> list[_Method]:
         path = f"{self.prefix}.methods"
@@ -545,19 +583,20 @@ class _ExperimentParser:
             self.issues.add(f"{path}.name", "missing `name`: a method table needs a `name` "
                                             "(or a `preset`, whose name it then takes)")
             return None
-        if isinstance(name, str) and not _METHOD_NAME.fullmatch(name):
-            self.issues.add(f"{path}.name", f"{name!r} is not allowed; allowed: a name without spaces or '/'")
+        if isinstance(name, str) and not (_METHOD_NAME.fullmatch(name) and name.isprintable()):
+            self.issues.add(f"{path}.name", f"{name!r} is not allowed; allowed: printable characters "
+                                            "without spaces or '/'")
             ok = False
         fields = {k: _normal(k, v) for k, v in entry.items() if k in METHOD_FIELDS}
         return _Method(name, preset, fields, index) if ok else None
 
-    def seeds(self, value: Any) -> list[int]:
-        """A list of seeds, or n meaning 0..n-1."""
+    def seeds(self, value: Any) -> Sequence[int]:
+        """A list of seeds, or n meaning 0..n-1 (a range: nothing is allocated for a huge n)."""
         path = self.origin("seeds")
         if _has_kind(value, "int"):
             if value < 1:
                 self.issues.add(path, f"{value!r} is out of range; allowed: n >= 1 (seeds 0..n-1) or a list")
-            return list(range(value))
+            return range(max(value, 0))
         if not (_has_kind(value, "ints") and value and all(s >= 0 for s in value)):
             self.issues.add(path, "expected a non-empty list of integers >= 0 or a count n (seeds 0..n-1), "
                                   f"got {_show(value)}")
@@ -611,7 +650,7 @@ class _ExperimentParser:
                                              f"{info.pool} samples of the {dataset} pool; allowed: rounds "
                                              f"<= {most} with initial = {initial}, budget = {budget}")
 
-    def expand(self, name: str, methods: list[_Method], seeds: list[int],
+    def expand(self, name: str, methods: list[_Method], seeds: Sequence[int],
                points: list[dict[str, tuple[int, Any]]]) -> list[RunSpec]:
         """One run per seed x sweep point x method, seed-major: the first runs that finish already
         compare every method."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database, Migrations
+
+from altui.files import make_dir
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 BUSY_TIMEOUT_MS = 30_000
@@ -165,6 +168,13 @@ def m004_throughput(db: Database) -> None:
     )
 
 
+def _uri_path(path: Path) -> str:
+    """A path as the path part of an SQLite file: URI (so that mode=ro and immutable=1 apply)."""
+    from urllib.parse import quote
+
+    return quote(str(path.absolute()), safe="/")
+
+
 def now() -> str:
     """UTC timestamps as ISO 8601 text: readable in exports, and they sort as they compare."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -178,16 +188,107 @@ class StoreError(RuntimeError):
     pass
 
 
-class Store:
-    """A connection to one altui database; checkpoints live in run folders beside it."""
+def to_json(value: Any, what: str) -> str:
+    """JSON text for a TEXT column. Never NaN or Infinity: SQLite's json_extract rejects them, and one
+    such value would break every query over the column."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise StoreError(f"{what} holds a number that is not finite (inf or nan); allowed: finite "
+                         "numbers") from None
 
-    def __init__(self, path: str | Path):
+
+EVENTS_FILE = "events.jsonl"  # a Slurm run's events, beside its checkpoints (altui/events.py)
+
+
+def checkpoint_file(run_dir: Path, round_: int) -> Path:
+    """A round's checkpoint in its run's folder (a Slurm job, which has no store, finds it here too)."""
+    return Path(run_dir) / f"round-{round_}.pt"
+
+
+def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
+    """What an SQLite error on the store at `path` means for its user, in one line."""
+    path = Path(path)
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if code is not None else None
+    text = str(exc)
+    if base == sqlite3.SQLITE_NOTADB or "file is not a database" in text:
+        why = f"{path} is not an altui store: it is not an SQLite database (give --db an altui store)"
+    elif base == sqlite3.SQLITE_CORRUPT or "malformed" in text and "JSON" not in text:
+        why = (f"the store {path} is damaged ({text}): restore it from a backup, or save what is "
+               f"readable with `sqlite3 {path} .recover | sqlite3 recovered.db`")
+    elif base == sqlite3.SQLITE_FULL:
+        why = f"the disk holding the store {path} is full; free some space and try again"
+    elif base in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        why = f"the store {path} cannot be written ({text}): check the permissions of it and of {path.parent}/"
+    elif base == sqlite3.SQLITE_CANTOPEN:
+        why = f"cannot open the store {path}: {_cannot_open(path)}"
+    elif base in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        why = f"the store {path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; try again"
+    else:
+        why = f"the store {path}: {text}"
+    return StoreError(why)
+
+
+def _cannot_open(path: Path) -> str:
+    if path.is_dir():
+        return "it is a folder; give --db a file, e.g. " + str(path / "altui.db")
+    if not path.parent.is_dir():
+        return f"its folder {path.parent}/ does not exist"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (f"its folder {path.parent}/ is read-only, and SQLite needs to create {path.name}-wal and "
+                f"{path.name}-shm there")
+    return "permission denied or an I/O error"
+
+
+class Store:
+    """A connection to one altui database; checkpoints live in run folders beside it.
+
+    `create=False` opens an existing store only (read-only commands never create one): a missing
+    or empty file is a StoreError, and a store whose folder is read-only is opened read-only.
+    Every SQLite failure while opening is a StoreError that says what is wrong in one line.
+    """
+
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        self.read_only = False
+        if self.path.is_dir():
+            raise StoreError(f"cannot open the store {self.path}: {_cannot_open(self.path)}")
+        if not create and not self.path.exists():
+            raise StoreError(f"no store at {self.path}: nothing was queued there yet "
+                             "(`altui queue FILE` creates it; --db or ALTUI_DB chooses another)")
+        if not create and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is empty: not an altui store")
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder of the store {self.path}: {e.strerror}") from None
+        try:
+            self.db = self._connect(f"file:{_uri_path(self.path)}")
+            try:
+                self._prepare()
+            except sqlite3.OperationalError as e:
+                self.db.close()
+                if create or getattr(e, "sqlite_errorcode", 0) & 0xFF not in (
+                        sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                    raise
+                self._open_read_only()  # a read-only folder: reading still works
+        except (sqlite3.Error, StoreError) as e:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self.db.close()
+            if isinstance(e, StoreError):
+                raise
+            raise store_error(self.path, e) from None
+
+    def _connect(self, uri: str) -> Database:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db = Database(conn)
+        return Database(conn)
+
+    def _prepare(self) -> None:
+        self._check_version()
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = NORMAL")
@@ -195,6 +296,39 @@ class Store:
         if migrations.pending(self.db):
             with self._write():
                 migrations.apply(self.db)
+
+    def _open_read_only(self) -> None:
+        """Read a store whose folder cannot be written: read-only (the WAL index exists), else
+        immutable (the last writer closed it cleanly, so there is no WAL to read)."""
+        for mode in ("mode=ro", "immutable=1"):
+            self.db = self._connect(f"file:{_uri_path(self.path)}?{mode}")
+            try:
+                self._check_version()
+                self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
+                break
+            except sqlite3.OperationalError:
+                self.db.close()
+                if mode == "immutable=1":
+                    raise
+        self.read_only = True
+        pending = [m.name for m in migrations.pending(self.db)]
+        if pending:
+            raise StoreError(f"the store {self.path} needs an upgrade ({', '.join(pending)}) but "
+                             f"its folder {self.path.parent}/ is read-only")
+
+    def _check_version(self) -> None:
+        """Refuse a file that is not an altui store, or one written by a newer altui."""
+        tables = set(self.db.table_names())
+        if not tables:
+            return  # a new store
+        if migrations.migrations_table not in tables or not migrations.applied(self.db):
+            raise StoreError(f"{self.path} is an SQLite database but not an altui store (it has no altui "
+                             "schema); give --db an altui store or a new file")
+        known = {m.name for m in migrations._migrations}  # (sqlite-utils lists them nowhere public)
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StoreError(f"the store {self.path} was written by a newer altui (schema changes "
+                             f"{', '.join(unknown)} are unknown to this one); upgrade altui to open it")
 
     def close(self) -> None:
         self.db.close()
@@ -227,7 +361,11 @@ class Store:
         return self.path.parent / str(run_id)
 
     def checkpoint_path(self, run_id: int, round_: int) -> Path:
-        return self.run_dir(run_id) / f"round-{round_}.pt"
+        return checkpoint_file(self.run_dir(run_id), round_)
+
+    def make_run_dir(self, run_id: int) -> Path:
+        """The run's folder, created if missing; a symbolic link planted there is refused."""
+        return make_dir(self.run_dir(run_id))
 
     # ---- queueing ----------------------------------------------------------------------------
 
@@ -238,37 +376,52 @@ class Store:
         Returns the ids of the runs added.
         """
         stamp = now()
+        rows = [(r, to_json(r.get("sweep", {}), f"run {r['name']!r}: its sweep"),
+                 to_json(r["config"], f"run {r['name']!r}: its settings")) for r in runs]
+        spec_json = to_json(spec, f"experiment {experiment!r}")
         with self._write() as db:
             existing = {r["name"] for r in self._rows("SELECT name FROM runs")}
-            new = [r for r in runs if r["name"] not in existing]
+            new = [row for row in rows if row[0]["name"] not in existing]
             if not new:
                 return []
             exp_id = db["experiments"].insert(
-                {"name": experiment, "file": file, "spec_json": json.dumps(spec), "created_at": stamp}
+                {"name": experiment, "file": file, "spec_json": spec_json, "created_at": stamp}
             ).last_pk
             ids = []
-            for r in new:
+            for r, sweep_json, config_json in new:
                 ids.append(db["runs"].insert({
                     "experiment_id": exp_id, "name": r["name"], "method": r["method"], "seed": r["seed"],
-                    "sweep_json": json.dumps(r.get("sweep", {})), "status": "queued", "attempt": 0,
-                    "created_at": stamp, "spec_json": json.dumps(r["config"]),
+                    "sweep_json": sweep_json, "status": "queued", "attempt": 0,
+                    "created_at": stamp, "spec_json": config_json,
                 }).last_pk)
             return ids
 
     def claim(self, device: str, run_id: int | None = None) -> dict[str, Any] | None:
         """Mark a queued run running on `device` and return it: `run_id`, or else the oldest queued
-        one unless the queue is paused. None when there is no such run."""
+        one unless the queue is paused. None when there is no such run. A run pending in Slurm
+        (queued with a slurm_job_id) is its job's, never claimed."""
         if run_id is None and self.paused():
             return None
-        pick = "?" if run_id is not None else "(SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1)"
+        free = "status = 'queued' AND slurm_job_id IS NULL"
+        pick = "?" if run_id is not None else f"(SELECT id FROM runs WHERE {free} ORDER BY id LIMIT 1)"
         with self._write():
             rows = self._rows(
                 "UPDATE runs SET status = 'running', device = ?, attempt = attempt + 1, pid = NULL, "
                 "started_at = COALESCE(started_at, ?), heartbeat_at = ?, finished_at = NULL "
-                f"WHERE id = {pick} AND status = 'queued' RETURNING *",
+                f"WHERE id = {pick} AND {free} RETURNING *",
                 (device, now(), now(), *([run_id] if run_id is not None else [])),
             )
+            if rows:  # the new attempt redoes the round that the last one left unfinished
+                self._drop_unfinished_epochs(rows[0]["id"])
         return rows[0] if rows else None
+
+    def _drop_unfinished_epochs(self, run_id: int) -> None:
+        """Epoch rows of rounds after the last recorded one: an earlier attempt's, which the next
+        attempt redoes from its first epoch (progress must not count them)."""
+        self.db.conn.execute(
+            "DELETE FROM epochs WHERE run_id = ? AND round > "
+            "(SELECT COALESCE(MAX(round), -1) FROM rounds WHERE run_id = ?)", (run_id, run_id),
+        )
 
     def set_pid(self, run_id: int, pid: int) -> None:
         with self._write():
@@ -280,27 +433,79 @@ class Store:
             self.db.conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now(), run_id))
             return self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
 
-    def finish(self, run_id: int, status: str, error: str | None = None) -> None:
-        """End a run (done, failed, cancelled) or send it back to the queue (queued)."""
+    def finish(self, run_id: int, status: str, error: str | None = None) -> str:
+        """End a run (done, failed, cancelled) or send it back to the queue (queued); returns the
+        run's status afterwards. A cancel is never overwritten: a run cancelled while it finished
+        its last round, or while it failed, stays cancelled. An ended run keeps its Slurm job id and
+        node; a requeued one loses them (its next job is another)."""
         if status not in STATUSES or status == "running":
             raise StoreError(f"cannot finish a run as {status!r}")
+        requeue = status == "queued"
         with self._write():
             self.db.conn.execute(
-                "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ? WHERE id = ?",
-                (status, error, None if status == "queued" else now(), run_id),
+                "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ?, "
+                "slurm_job_id = CASE WHEN ? THEN NULL ELSE slurm_job_id END, "
+                "node = CASE WHEN ? THEN NULL ELSE node END "
+                "WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
+                (status, error, None if requeue else now(), requeue, requeue, run_id, status),
             )
+            row = self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row else status
 
     def cancel(self, run_ids: Iterable[int]) -> list[int]:
         """Cancel queued or running runs; returns those changed. A running one's process is ended by
         the worker (or by its own heartbeat), which keeps its completed rounds."""
         return self._transition(run_ids, ("queued", "running"), "cancelled", finished=True)
 
+    def select_runs(self, experiment: str | None = None, statuses: Iterable[str] | None = None) -> list[int]:
+        """Ids of the runs of `experiment` (all experiments when None) whose status is one of
+        `statuses` (any when None), in id order: the targets of bulk cancel and retry."""
+        statuses = list(statuses or [])
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise StoreError(f"unknown status {unknown[0]!r}; allowed: {', '.join(STATUSES)}")
+        where, params = [], []
+        if experiment is not None:
+            where.append("e.name = ?")
+            params.append(experiment)
+        if statuses:
+            where.append(f"r.status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        sql = ("SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY r.id")
+        return [row[0] for row in self.db.conn.execute(sql, params)]
+
     def retry(self, run_ids: Iterable[int]) -> list[int]:
         """Queue failed or cancelled runs again; they resume after their last completed round."""
         changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
         with self._write():
             for rid in changed:
-                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL WHERE id = ?", (rid,))
+                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL "
+                                     "WHERE id = ?", (rid,))
+        return changed
+
+    def restart(self, run_ids: Iterable[int]) -> list[int]:
+        """Queue failed or cancelled runs again from round 0: delete their recorded rounds, epochs,
+        channels, picks and gammas (and their checkpoints), keep their events. For a run whose
+        checkpoint is gone or damaged, which can never resume. Returns the runs changed."""
+        changed = []
+        with self._write():
+            for rid in run_ids:
+                if not self.db.conn.execute("UPDATE runs SET status = 'queued', attempt = 0, error = NULL, "
+                                            "finished_at = NULL, started_at = NULL, slurm_job_id = NULL, "
+                                            "node = NULL WHERE id = ? AND status IN ('failed', 'cancelled')",
+                                            (rid,)).rowcount:
+                    continue
+                for table in ("rounds", "epochs", "channels", "picks", "gammas"):
+                    self.db.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
+                self.db["events"].insert({"run_id": rid, "at": now(), "level": "warning",
+                                          "message": "restarted from scratch: its recorded rounds were deleted"})
+                changed.append(rid)
+        for rid in changed:  # after the commit: a crash in between leaves files that nothing reads
+            for path in self.run_dir(rid).glob("round-*"):
+                path.unlink(missing_ok=True)
+            # a Slurm run's events file holds the deleted rounds: the head would ingest them again
+            (self.run_dir(rid) / EVENTS_FILE).unlink(missing_ok=True)
         return changed
 
     def _transition(self, run_ids: Iterable[int], from_: tuple[str, ...], to: str, finished: bool) -> list[int]:
@@ -325,6 +530,49 @@ class Store:
                 "WHERE id = ? AND status = 'running'", (run_id,),
             )
 
+    # ---- Slurm jobs (the Slurm executor's head; docs/worker.md) ----------------------------------
+
+    def slurm_submitted(self, run_id: int, job_id: str) -> None:
+        """A claimed run's job is submitted: the run is queued again, pending in Slurm (slurm_job_id
+        set, node NULL), until its job runs. A run cancelled meanwhile stays cancelled."""
+        with self._write():
+            self.db.conn.execute(
+                "UPDATE runs SET slurm_job_id = ?, node = NULL, pid = NULL, "
+                "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END WHERE id = ?",
+                (job_id, run_id),
+            )
+
+    def slurm_state(self, run_id: int, job_id: str, node: str | None) -> bool:
+        """The run's job `job_id` runs on `node`, or is pending (node None: queued, pending in
+        Slurm, as after a requeue). Only a queued or running run of that job changes; True if it did."""
+        status = "queued" if node is None else "running"
+        with self._write():
+            cur = self.db.conn.execute(
+                "UPDATE runs SET status = ?, node = ?, heartbeat_at = ? WHERE id = ? AND slurm_job_id = ? "
+                "AND status IN ('queued', 'running') AND (status != ? OR node IS NOT ?)",
+                (status, node, now(), run_id, job_id, status, node),
+            )
+            return cur.rowcount > 0
+
+    def slurm_runs(self) -> list[dict[str, Any]]:
+        """Runs that the Slurm executor's head must watch: queued or running with a job, and running
+        ones claimed for Slurm (device 'slurm') whose job id is not recorded yet."""
+        return self._rows(
+            "SELECT id, name, status, attempt, device, slurm_job_id, node FROM runs "
+            "WHERE (slurm_job_id IS NOT NULL AND status IN ('queued', 'running')) "
+            "OR (status = 'running' AND device = 'slurm') ORDER BY id")
+
+    def log_once(self, run_id: int, at: str, level: str, message: str) -> bool:
+        """An event written elsewhere (a Slurm job's events file) at time `at`; a second copy of the
+        same (run, at, message) is not added. True if it was added."""
+        with self._write():
+            cur = self.db.conn.execute(
+                "INSERT INTO events (run_id, at, level, message) SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM events WHERE run_id = ? AND at = ? AND message = ?)",
+                (run_id, at, level, message, run_id, at, message),
+            )
+            return cur.rowcount > 0
+
     def settings(self) -> dict[str, str]:
         """Queue and worker state (docs/schema.md lists the keys)."""
         return {r["key"]: r["value"] for r in self._rows("SELECT key, value FROM settings")}
@@ -345,13 +593,26 @@ class Store:
         self.set_settings({"queue_paused": "1" if paused else "0"})
 
     def paused(self) -> bool:
-        return self.settings().get("queue_paused") == "1"
+        """Whether no queued run starts: paused by the user, or by the worker for a full disk."""
+        settings = self.settings()
+        return settings.get("queue_paused") == "1" or "worker_disk_full" in settings
+
+    def pause_reason(self) -> str | None:
+        """Why the queue is paused, in words; None when it is not."""
+        settings = self.settings()
+        if "worker_disk_full" in settings:
+            return settings["worker_disk_full"]
+        return "paused by `altui pause`" if settings.get("queue_paused") == "1" else None
 
     # ---- results -----------------------------------------------------------------------------
 
     def add_epoch(self, run_id: int, row: dict[str, Any]) -> None:
-        """One epoch's numbers; a round re-run after a crash overwrites its earlier epochs."""
+        """One epoch's numbers. Epochs of a round arrive in order, so later epochs already there are
+        an earlier attempt's (a round re-run after a crash): they go, and the round's progress is
+        this attempt's."""
         with self._write() as db:
+            self.db.conn.execute("DELETE FROM epochs WHERE run_id = ? AND round = ? AND epoch > ?",
+                                 (run_id, row["round"], row["epoch"]))
             db["epochs"].upsert({"run_id": run_id, **row}, pk=("run_id", "round", "epoch"))
 
     def add_round(
@@ -402,9 +663,9 @@ class Store:
             where.append("e.name = ?")
             params.append(experiment)
         sql = f"""
-            SELECT r.*, e.name AS experiment,
-                json_extract(r.spec_json, '$.rounds') AS rounds_total,
-                json_extract(r.spec_json, '$.epochs') AS epochs_total,
+            SELECT r.*, e.name AS experiment,  -- json_valid: a store written before JSON was checked
+                CASE WHEN json_valid(r.spec_json) THEN json_extract(r.spec_json, '$.rounds') END AS rounds_total,
+                CASE WHEN json_valid(r.spec_json) THEN json_extract(r.spec_json, '$.epochs') END AS epochs_total,
                 (SELECT COUNT(*) FROM rounds x WHERE x.run_id = r.id) AS rounds_done,
                 l.n_labeled, l.accuracy, l.weight_decay, l.effective_channels, l.total_channels,
                 (SELECT MAX(epoch) FROM epochs p WHERE p.run_id = r.id AND p.round =
@@ -527,6 +788,23 @@ class Store:
             {"WHERE " + " AND ".join(where) if where else ""}
             ORDER BY e.id, r.id, x.round"""
         return self.db.query(sql, params)
+
+    def layer_rows(self, experiment: str, layer_by_model: dict[str, str]) -> list[dict[str, Any]]:
+        """Per-round effective channels of one batch-norm layer per run: the layer that
+        `layer_by_model` names for the run's model (runs of other models have none). Columns as
+        `result_rows`' where they share a name, plus layer, channels, effective and model."""
+        if not layer_by_model:
+            return []
+        model = "json_extract(r.spec_json, '$.model')"
+        match = " OR ".join(f"({model} = ? AND c.layer = ?)" for _ in layer_by_model)
+        params = [experiment, *(v for pair in layer_by_model.items() for v in pair)]
+        return self._rows(f"""
+            SELECT e.name AS experiment, r.id AS run_id, r.method, r.sweep_json, r.seed, x.round,
+                x.n_labeled, c.layer, c.channels, c.effective, {model} AS model
+            FROM channels c JOIN rounds x ON x.run_id = c.run_id AND x.round = c.round
+            JOIN runs r ON r.id = c.run_id JOIN experiments e ON e.id = r.experiment_id
+            WHERE e.name = ? AND ({match})
+            ORDER BY r.id, x.round""", params)
 
     def experiment(self, name: str) -> dict[str, Any] | None:
         """The latest `experiments` row of that name (queueing an edited experiment adds a row)."""

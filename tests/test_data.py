@@ -102,15 +102,43 @@ def test_files_already_there_are_used_even_with_download_on(tmp_path: Path):
     assert load_dataset("mnist", root=tmp_path, download=True).x.shape == (20, 1, 28, 28)
 
 
-def test_cifar10_loads_from_pickle_batches_without_md5_match(tmp_path: Path):
-    folder = tmp_path / "cifar-10-batches-py"
+def published_as_written(monkeypatch: pytest.MonkeyPatch, name: str, root: Path) -> None:
+    """The loader accepts only the CIFAR files whose md5 torchvision publishes. Small test files are not
+    those: through the documented hook (altui.al.data.CIFAR_CLASSES), this test's loader is a subclass
+    whose published lists hold the md5s of the files just written, so the real check runs on them."""
+    from torchvision.datasets.utils import calculate_md5
+
+    from altui.al import data
+
+    cls = data.CIFAR_CLASSES[name]
+    folder = root / cls.base_folder
+
+    def md5(file: str) -> str:
+        return calculate_md5(str(folder / file))
+
+    mine = type(cls.__name__, (cls,), {
+        "train_list": [[f, md5(f)] for f, _ in cls.train_list],
+        "test_list": [[f, md5(f)] for f, _ in cls.test_list],
+        "meta": {**cls.meta, "md5": md5(cls.meta["filename"])},
+    })
+    monkeypatch.setitem(data.CIFAR_CLASSES, name, mine)
+
+
+def write_cifar10(root: Path, batch: object = None) -> tuple[list[np.ndarray], list[int]]:
+    folder = root / "cifar-10-batches-py"
     rows, labels = [], []
     for i in range(1, 6):
         rows.append(cifar_rows(2))
         labels += [i, 9 - i]
         write_pickle(folder / f"data_batch_{i}", {"data": rows[-1], "labels": labels[-2:]})
-    write_pickle(folder / "test_batch", {"data": cifar_rows(3), "labels": [0, 1, 2]})
+    write_pickle(folder / "test_batch", {"data": cifar_rows(3), "labels": [0, 1, 2]} if batch is None else batch)
     write_pickle(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
+    return rows, labels
+
+
+def test_cifar10_loads_pickle_batches_whose_md5_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    rows, labels = write_cifar10(tmp_path)
+    published_as_written(monkeypatch, "cifar10", tmp_path)
 
     ds = load_dataset("cifar10", root=tmp_path, download=False)
 
@@ -120,17 +148,51 @@ def test_cifar10_loads_from_pickle_batches_without_md5_match(tmp_path: Path):
     assert ds.classes == 10 and ds.augment is True
 
 
-def test_cifar100_loads_fine_labels(tmp_path: Path):
+def test_cifar100_loads_fine_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     folder = tmp_path / "cifar-100-python"
     write_pickle(folder / "train", {"data": cifar_rows(4), "fine_labels": [0, 42, 99, 7]})
     write_pickle(folder / "test", {"data": cifar_rows(2), "fine_labels": [5, 6]})
     write_pickle(folder / "meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
+    published_as_written(monkeypatch, "cifar100", tmp_path)
 
     ds = load_dataset("cifar100", root=tmp_path, download=False)
 
     assert_well_formed(ds, 4, 2, (3, 32, 32))
     assert ds.y.tolist() == [0, 42, 99, 7] and ds.y_test.tolist() == [5, 6]
     assert ds.classes == 100 and ds.augment is True
+
+
+class Planted:
+    """What an attacker pickles: unpickling it runs a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+@pytest.mark.parametrize("download", [False, True])
+def test_a_planted_cifar_pickle_is_never_unpickled(tmp_path: Path, name: str, download: bool):
+    from altui.al.data import CIFAR_CLASSES
+
+    cls = CIFAR_CLASSES[name]
+    marker = tmp_path / "PWNED"
+    folder = tmp_path / "evil" / cls.base_folder
+    for file, _ in [*cls.train_list, *cls.test_list, (cls.meta["filename"], None)]:
+        write_pickle(folder / file, {"data": Planted(marker), "labels": [0]})
+    assert pickle.loads(pickle.dumps(Planted(tmp_path / "probe"))) == 0 and (tmp_path / "probe").exists()
+
+    with pytest.raises(DataError) as err:
+        load_dataset(name, root=tmp_path / "evil", download=download)
+
+    assert not marker.exists(), "a planted pickle ran"
+    first = folder / cls.train_list[0][0]
+    assert f"{first} is not the published file" in str(err.value)
+    assert "never unpickles a file it cannot verify" in str(err.value)
 
 
 # ---- offline ------------------------------------------------------------------------------------------
@@ -223,6 +285,11 @@ def test_npz_with_float_grayscale_images_is_scaled_to_uint8(tmp_path: Path):
       "y_test": np.zeros(1, int)}, "array y has 2 labels but its images have 3"),
     ({"x": np.full((3, 8, 8), 2.0), "y": np.zeros(3, int), "x_test": np.zeros((1, 8, 8), np.uint8),
       "y_test": np.zeros(1, int)}, "floats outside [0, 1]"),
+    ({"x": np.zeros((3, 8, 8), np.uint8), "y": np.array([0, 1, 10**9]), "x_test": np.zeros((1, 8, 8), np.uint8),
+      "y_test": np.zeros(1, int)}, "the pool labels (y) go up to 1000000000 but only 3 classes appear (missing: 2, "
+                                   "3, 4, ...); allowed: labels 0 .. C-1 with every class in the pool"),
+    ({"x": np.zeros((3, 8, 8), np.uint8), "y": np.array([0, 1, 1]), "x_test": np.zeros((2, 8, 8), np.uint8),
+      "y_test": np.array([1, 7])}, "test labels (y_test) 7 are classes the pool (y) never has"),
 ])
 def test_a_malformed_npz_names_the_array_and_what_is_allowed(tmp_path: Path, arrays: dict, problem: str):
     np.savez(tmp_path / "bad.npz", **arrays)
@@ -231,6 +298,24 @@ def test_a_malformed_npz_names_the_array_and_what_is_allowed(tmp_path: Path, arr
         load_dataset("npz", path=tmp_path / "bad.npz")
 
     assert problem in str(err.value)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"x,y\n1,2\n", "is not an .npz archive (it starts with b'x,y\\n'); expected a file written by numpy.savez"),
+    (None, "is truncated or damaged"),  # the first half of a real .npz
+    (b"\x93NUMPY", "is not an .npz archive"),  # a single .npy array
+])
+def test_a_file_that_is_no_npz_archive_is_refused_by_name(tmp_path: Path, content: bytes | None, problem: str):
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((3, 8, 8), np.uint8), y=np.zeros(3, int), x_test=np.zeros((1, 8, 8), np.uint8),
+             y_test=np.zeros(1, int))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2] if content is None else content)
+
+    with pytest.raises(DataError) as err:
+        load_dataset("npz", path=bad)
+
+    assert f"npz: {bad}" in str(err.value) and problem in str(err.value)
 
 
 def test_imagefolder_loads_train_and_test_class_folders(tmp_path: Path):

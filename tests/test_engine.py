@@ -340,7 +340,7 @@ def test_bad_settings_name_what_is_allowed(fields, preset, fragment):
 
 def test_a_budget_larger_than_the_pool_is_a_clear_error():
     with pytest.raises(ConfigError, match="pool of 1347"):
-        loop.run(tiny(initial=1000, budget=400, rounds=2), ListSink())
+        loop.run(tiny(initial=1000, budget=400, rounds=2, pool_subset=0), ListSink())
 
 
 def test_a_model_that_cannot_take_the_input_size_is_a_clear_error(tmp_path):

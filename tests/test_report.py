@@ -269,6 +269,50 @@ def test_plot_out_without_matplotlib(db: Path, tmp_path: Path, monkeypatch: pyte
     assert not (tmp_path / "fig.png").exists()
 
 
+def plotext_row(value: float, axis: plotting.Axis, rows: int) -> int:
+    """The row (0 = bottom) on which plotext draws `value`: its own mapping, not ours."""
+    from plotext._utility import get_matrix_data
+
+    return get_matrix_data([value], axis.lim, rows)[0]
+
+
+@pytest.mark.parametrize("values, rows, integer", [
+    ([0.55, 0.86], 8, False), ([0.02, 0.01, 0.00667, 0.005], 8, False), ([171, 224], 8, True),
+    ([224, 224], 8, True), ([0.005], 6, False), ([21.6, 74.0], 12, False), ([0, 3], 40, True),
+])
+def test_every_tick_label_sits_on_the_row_that_shows_its_value(values, rows, integer) -> None:
+    axis = plotting.value_axis(values, rows, integer=integer)
+    spans = rows - 1
+    per_row = (axis.lim[1] - axis.lim[0]) / spans
+    assert axis.lim[0] <= min(values) and axis.lim[1] >= max(values)
+    assert 1 <= len(axis.ticks) == len(set(plotext_row(t, axis, rows) for t in axis.ticks))
+    for tick, label in zip(axis.ticks, axis.labels, strict=True):
+        row = plotext_row(tick, axis, rows)
+        assert axis.lim[0] + row * per_row == pytest.approx(tick)  # the row stands exactly for its label
+        assert float(label) == pytest.approx(tick)
+        if integer:
+            assert label.isdigit()
+    if len(set(values)) > 1:  # nice numbers: 1, 2, 2.5 or 5 times a power of ten apart
+        step = axis.ticks[1] - axis.ticks[0]
+        assert f"{step / 10 ** np.floor(np.log10(step)):.6g}" in {"1", "2", "2.5", "5"}
+    for v in values:  # every point is drawn within half a row of its value
+        assert abs(axis.lim[0] + plotext_row(v, axis, rows) * per_row - v) <= per_row / 2 + 1e-12
+
+
+def test_the_text_chart_draws_a_value_on_its_labelled_row_and_notes_identical_curves() -> None:
+    series = {"Random": plotting.Series([0, 1, 2, 3], [224, 224, 224, 224]),
+              "Random+init": plotting.Series([0, 1, 2, 3], [224, 224, 224, 224]),
+              "WS+init": plotting.Series([0, 1, 2, 3], [224, 200, 180, 171])}
+    text = plotting.render_text(series, "channels", "round", "effective channels", width=60, height=16,
+                                color=False)
+    lines = text.splitlines()
+    row = next(line for line in lines if line.startswith("220┤") or line.startswith("224┤"))
+    assert "x" in row  # Random+init's marker, drawn over Random's, on the row labelled with its value
+    assert "x Random+init = Random" in lines and "• Random" in lines and "+ WS+init" in lines
+    x_labels = lines[lines.index(next(line for line in lines if "└" in line)) + 1].split()
+    assert x_labels == ["0", "1", "2", "3"]  # rounds: integer ticks only
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pytest
 
-from altui.al.config import RunConfig
+from altui.al.config import ConfigError, RunConfig
 from altui.spec import (
     FIELD_KINDS,
     METHOD_FIELDS,
@@ -64,21 +64,22 @@ def test_the_digits_demo_is_four_short_runs(shipped):
     assert demo.table["methods"] == ["Random", "Entropy+init", "WS+init", "WS+init+KD1"]
 
 
-def test_table1_mnist_is_a_grid_of_labels_and_fixed_decays(shipped):
+def test_table1_mnist_is_a_grid_of_labels_and_fixed_decays_over_three_seeds(shipped):
     runs = shipped.get("table1-mnist").runs
-    assert len(runs) == 6 * 8
+    assert len(runs) == 6 * 8 * 3
     names = [r.name for r in runs]
     assert names[0] == "table1-mnist/Random/initial=200,weight_decay=0.2/s0"
-    assert "table1-mnist/Random/initial=1000,weight_decay=0.004/s0" in names
-    assert names[-1] == "table1-mnist/Random/initial=10000,weight_decay=0.001/s0"
+    assert "table1-mnist/Random/initial=1000,weight_decay=0.004/s1" in names
+    assert names[-1] == "table1-mnist/Random/initial=10000,weight_decay=0.001/s2"
     assert len(set(names)) == len(names)
+    assert [r.seed for r in runs] == [s for s in (0, 1, 2) for _ in range(6 * 8)]
     for run in runs:
-        assert run.config.rounds == 1 and run.seed == 0
+        assert run.config.rounds == 1
         # one round: Random's fixed decay is the swept value itself
         assert run.config.initial == run.sweep["initial"]
         assert run.config.weight_decay == pytest.approx(run.sweep["weight_decay"])
         assert list(run.sweep) == ["initial", "weight_decay"]
-    assert len(shipped.get("table1-cifar10").runs) == 48
+    assert len(shipped.get("table1-cifar10").runs) == 48 * 3
 
 
 def test_table2_sweeps_alpha_over_five_seeds(shipped):
@@ -90,11 +91,14 @@ def test_table2_sweeps_alpha_over_five_seeds(shipped):
 
 
 def test_fixed_decay_methods_end_where_ws_ends(shipped):
-    """Section 4.2: lambda_0 = 0.02 for WS; Entropy(0.004) = 0.02 * 200 / 1000 over five rounds of 200."""
-    by_method = {r.method: r.config for r in shipped.get("mnist-k200").runs if r.seed == 0}
+    """Section 4.2: lambda_0 = 0.02 for WS; Entropy(0.004) = 0.02 * 500 / 2500 over five rounds of 500."""
+    by_method = {r.method: r.config for r in shipped.get("mnist-k500").runs if r.seed == 0}
     assert by_method["Entropy"].weight_decay == pytest.approx(0.004)
     assert by_method["Random"].weight_decay == pytest.approx(0.004)
     assert by_method["WS+init"].weight_decay == pytest.approx(0.02)
+    k200 = {r.method: r.config for r in shipped.get("mnist-k200").runs if r.seed == 0}
+    assert k200["WS+init"].weight_decay == pytest.approx(0.05)  # lambda_0 * N_0 = 10 as at K = 500
+    assert k200["Entropy"].weight_decay == pytest.approx(0.01)  # 0.05 * 200 / 1000
     cifar = {r.method: r.config for r in shipped.get("cifar10-resnet18-k1000").runs if r.seed == 0}
     assert cifar["Entropy+init"].weight_decay == pytest.approx(0.0008)
     assert cifar["Entropy(0.0001)"].weight_decay == pytest.approx(0.0001)
@@ -211,124 +215,161 @@ name = "demo"
 dataset = "digits"
 model = "cnn5"
 methods = ["Random"]
-"""  # lines 1-5; cases append from line 6
+"""  # lines 1-5
 
 E = "experiment[0]"
+BAD_INPUTS = REPO / "tests" / "bad_inputs"  # each case's file; tests/test_bad_inputs.py runs them through the CLI
 
-def with_methods(methods: str) -> str:
-    return HEAD.replace('["Random"]', methods)
-
-
-MULTILINE = '[\n    "Random",\n    { name = "kd", preset = "WS+init+KD1", kd_alpha = 1.5 },\n]'
-
-CASES: dict[str, tuple[str, list[Expect]]] = {
-    "toml-syntax": (HEAD + "rounds = \n", [
-        Expect(6, "", "invalid TOML: Invalid value")]),
-    "unknown-key": (HEAD + "epoch = 10\n", [
-        Expect(6, f"{E}.epoch", "did you mean 'epochs'? allowed: name,")]),
-    "unknown-defaults-key": ('[defaults]\ndvice = "cpu"\n' + HEAD, [
-        Expect(2, "defaults.dvice", "did you mean 'device'?")]),
-    "unknown-method-key": (with_methods('[{ preset = "Entropy", kd_alpah = 0.9 }]'), [
-        Expect(5, f"{E}.methods[0].kd_alpah", "did you mean 'kd_alpha'? allowed: name, preset, acq")]),
-    "unknown-table": ("[default]\nepochs = 3\n" + HEAD, [
-        Expect(1, "default", "did you mean 'defaults'? allowed: defaults, experiment")]),
-    "string-for-int": (HEAD + 'rounds = "4"\n', [
-        Expect(6, f"{E}.rounds", "expected an integer, got '4'")]),
-    "bool-is-no-int": (HEAD + "budget = true\n", [
-        Expect(6, f"{E}.budget", "expected an integer, got true")]),
-    "compile-neither-bool-nor-auto": (HEAD + 'compile = "yes"\n', [
-        Expect(6, f"{E}.compile", 'expected true, false or "auto", got \'yes\'')]),
-    "float-for-int": (HEAD + "initial = 50.0\n", [
-        Expect(6, f"{E}.initial", "expected an integer, got 50.0")]),
-    "budget-below-1": (HEAD + "budget = 0\n", [
-        Expect(6, f"{E}.budget", "allowed: an integer >= 1")]),
-    "rounds-below-1": (HEAD + "rounds = 0\n", [
-        Expect(6, f"{E}.rounds", "allowed: an integer >= 1")]),
-    "kd-alpha-in-multiline-methods": (with_methods(MULTILINE), [
-        Expect(7, f"{E}.methods[1].kd_alpha", "1.5 is out of range; allowed: a number in [0, 1]")]),
-    "kd-temperature-not-positive": (HEAD + "kd_temperature = 0\n", [
-        Expect(6, f"{E}.kd_temperature", "allowed: a number > 0")]),
-    "negative-weight-decay": (HEAD + "weight_decay = -0.1\n", [
-        Expect(6, f"{E}.weight_decay", "allowed: a number >= 0")]),
-    "initial-larger-than-pool": (HEAD + "initial = 2000\n", [
-        Expect(6, f"{E}.initial", "the digits pool; allowed: at most 1347")]),
-    "rounds-exhaust-the-pool": (HEAD + "initial = 50\nbudget = 50\nrounds = 30\n", [
-        Expect(8, f"{E}.rounds", "1500 labels, more than the 1347 samples of the digits pool; "
-                                 "allowed: rounds <= 26")]),
-    "unknown-preset": (with_methods('["Random", "Entropy+Init"]'), [
-        Expect(5, f"{E}.methods[1]", "did you mean 'Entropy+init'? allowed: Random, Entropy,")]),
-    "unknown-preset-in-table": (with_methods('[{ name = "x", preset = "WS+KD1" }]'), [
-        Expect(5, f"{E}.methods[0].preset", "allowed: Random, Entropy, Entropy+init, WS")]),
-    "unknown-dataset": (HEAD.replace('"digits"', '"cifar-10"'), [
-        Expect(3, f"{E}.dataset", "did you mean 'cifar10'? allowed: digits, mnist, fashion-mnist")]),
-    "unknown-model": (HEAD.replace('"cnn5"', '"resnet50"'), [
-        Expect(4, f"{E}.model", "allowed: cnn5, resnet18, densenet100")]),
-    "unknown-acquisition": (HEAD + 'acquisition = "bald"\n', [
-        Expect(6, f"{E}.acquisition", "allowed: random, entropy, margin, least-confidence, ll")]),
-    "unknown-schedule": (HEAD + 'wd_schedule = "linear"\n', [
-        Expect(6, f"{E}.wd_schedule", "allowed: fixed, inverse, exact")]),
-    "unknown-init": (with_methods('[{ name = "x", init = "pretrained" }]'), [
-        Expect(5, f"{E}.methods[0].init", "allowed: fresh, same, warm")]),
-    "unknown-distill": (HEAD + 'distill = "kd3"\n', [
-        Expect(6, f"{E}.distill", "allowed: none, kd1, kd2")]),
-    "unknown-device": ('[defaults]\ndevice = "gpu"\n' + HEAD, [
-        Expect(2, "defaults.device", "allowed: auto, cpu, cuda, cuda:N")]),
-    "duplicate-experiment": (HEAD + "\n" + HEAD, [
-        Expect(8, "experiment[1].name", "duplicate experiment name 'demo', first used at line 2")]),
-    "duplicate-method": (with_methods('["Random", { preset = "Random", init = "fresh" }]'), [
-        Expect(5, f"{E}.methods[1]", "duplicate method name 'Random'")]),
-    "missing-model": (HEAD.replace('model = "cnn5"\n', ""), [
-        Expect(1, f"{E}.model", "missing required key 'model'")]),
-    "missing-method-name": (with_methods('[{ acquisition = "random" }]'), [
-        Expect(5, f"{E}.methods[0].name", "needs a `name` (or a `preset`")]),
-    "empty-methods": (with_methods("[]"), [
-        Expect(5, f"{E}.methods", "methods is empty; give at least one of Random, Entropy")]),
-    "npz-without-path": (HEAD.replace('"digits"', '"npz"'), [
-        Expect(3, f"{E}.dataset", "needs `path`")]),
-    "path-without-npz": (HEAD + 'path = "x.npz"\n', [
-        Expect(6, f"{E}.path", "allowed: path with dataset npz or")]),
-    "bad-milestones": (HEAD + "milestones = [250, 150]\n", [
-        Expect(6, f"{E}.milestones", "increasing epochs")]),
-    "bad-seeds": (HEAD + "seeds = [0, -1]\n", [
-        Expect(6, f"{E}.seeds", "list of integers >= 0 or a count")]),
-    "bad-sweep-element": (HEAD + "weight_decay = [0.1, -1]\n", [
-        Expect(6, f"{E}.weight_decay[1]", "-1 is out of range; allowed: a number >= 0")]),
-    "empty-sweep": (HEAD + "initial = []\n", [
-        Expect(6, f"{E}.initial", "an empty list sweeps nothing")]),
-    "bad-experiment-name": (HEAD.replace('"demo"', '"my demo"'), [
-        Expect(2, f"{E}.name", "letters, digits")]),
-    # only the resolved run can tell (eq. 8 needs lr * lambda < 1)
-    "exact-schedule-needs-small-decay": (
-        with_methods('["WS"]') + 'wd_schedule = "exact"\nlr = 2.0\nweight_decay = 0.6\n', [
-            Expect(6, f"{E}.wd_schedule", "needs lr * weight_decay < 1")]),
-    "no-experiment": ("[defaults]\nepochs = 3\n", [
-        Expect(None, "experiment", "defines no experiment")]),
-    # several mistakes at once: all are reported, in line order
-    "combination-in-one-experiment": (
-        with_methods('[\n  "Random",\n  { name = "Random", kd_alpha = 2 },\n]') + "epoch = 3\n", [
-            Expect(7, f"{E}.methods[1].kd_alpha", "allowed: a number in [0, 1]"),
-            Expect(9, f"{E}.epoch", "did you mean 'epochs'?")]),
-    "combination-across-tables": (
-        '[defaults]\nepochs = "many"\n\n' + HEAD + "\n"
-        + HEAD.replace('"digits"', '"svhm"').replace('"Random"', '"Random", "Random"'), [
-            Expect(2, "defaults.epochs", "expected an integer, got 'many'"),
-            Expect(11, "experiment[1].name", "duplicate experiment name 'demo', first used at line 5"),
-            Expect(12, "experiment[1].dataset", "did you mean 'svhn'?"),
-            Expect(14, "experiment[1].methods[1]", "duplicate method name 'Random'")]),
-    "combination-missing-and-range": (
-        '[[experiment]]\ndataset = "mnist"\nmodel = "cnn5"\nmethods = []\ninitial = 70000\nbudget = -1\n', [
-            Expect(1, f"{E}.name", "missing required key 'name'"),
-            Expect(4, f"{E}.methods", "methods is empty"),
-            Expect(5, f"{E}.initial", "allowed: at most 60000"),
-            Expect(6, f"{E}.budget", "allowed: an integer >= 1")]),
+# Every issue of each malformed file in tests/bad_inputs/, in order (the files end in comment lines that
+# change no position).
+CASES: dict[str, list[Expect]] = {
+    "toml-syntax": [
+        Expect(6, "", "invalid TOML: Invalid value")],
+    "unknown-key": [
+        Expect(6, f"{E}.epoch", "did you mean 'epochs'? allowed: name,")],
+    "unknown-defaults-key": [
+        Expect(2, "defaults.dvice", "did you mean 'device'?")],
+    "unknown-method-key": [
+        Expect(5, f"{E}.methods[0].kd_alpah", "did you mean 'kd_alpha'? allowed: name, preset, acq")],
+    "unknown-table": [
+        Expect(1, "default", "did you mean 'defaults'? allowed: defaults, experiment")],
+    "string-for-int": [
+        Expect(6, f"{E}.rounds", "expected an integer, got '4'")],
+    "bool-is-no-int": [
+        Expect(6, f"{E}.budget", "expected an integer, got true")],
+    "compile-neither-bool-nor-auto": [
+        Expect(6, f"{E}.compile", 'expected true, false or "auto", got \'yes\'')],
+    "float-for-int": [
+        Expect(6, f"{E}.initial", "expected an integer, got 50.0")],
+    "budget-below-1": [
+        Expect(6, f"{E}.budget", "allowed: an integer >= 1")],
+    "rounds-below-1": [
+        Expect(6, f"{E}.rounds", "allowed: an integer >= 1")],
+    "kd-alpha-in-multiline-methods": [
+        Expect(7, f"{E}.methods[1].kd_alpha", "1.5 is out of range; allowed: a number in [0, 1]")],
+    "kd-temperature-not-positive": [
+        Expect(6, f"{E}.kd_temperature", "allowed: a number in [0.01, 1000]")],
+    "negative-weight-decay": [
+        Expect(6, f"{E}.weight_decay", "allowed: a number >= 0")],
+    "initial-larger-than-pool": [
+        Expect(6, f"{E}.initial", "the digits pool; allowed: at most 1347")],
+    "rounds-exhaust-the-pool": [
+        Expect(8, f"{E}.rounds", "1500 labels, more than the 1347 samples of the digits pool; allowed: rounds <= 26")],
+    "unknown-preset": [
+        Expect(5, f"{E}.methods[1]", "did you mean 'Entropy+init'? allowed: Random, Random+init, Entropy,")],
+    "unknown-preset-in-table": [
+        Expect(5, f"{E}.methods[0].preset", "allowed: Random, Random+init, Entropy, Entropy+init, WS")],
+    "unknown-dataset": [
+        Expect(3, f"{E}.dataset", "did you mean 'cifar10'? allowed: digits, mnist, fashion-mnist")],
+    "unknown-model": [
+        Expect(4, f"{E}.model", "allowed: cnn5, resnet18, densenet100")],
+    "unknown-acquisition": [
+        Expect(6, f"{E}.acquisition", "allowed: random, entropy, margin, least-confidence, ll")],
+    "unknown-schedule": [
+        Expect(6, f"{E}.wd_schedule", "allowed: fixed, inverse, exact")],
+    "unknown-init": [
+        Expect(5, f"{E}.methods[0].init", "allowed: fresh, same, warm")],
+    "unknown-distill": [
+        Expect(6, f"{E}.distill", "allowed: none, kd1, kd2")],
+    "unknown-device": [
+        Expect(2, "defaults.device", "allowed: auto, cpu, cuda, cuda:N")],
+    "duplicate-experiment": [
+        Expect(8, "experiment[1].name", "duplicate experiment name 'demo', first used at line 2")],
+    "duplicate-method": [
+        Expect(5, f"{E}.methods[1]", "duplicate method name 'Random'")],
+    "missing-model": [
+        Expect(1, f"{E}.model", "missing required key 'model'")],
+    "missing-method-name": [
+        Expect(5, f"{E}.methods[0].name", "needs a `name` (or a `preset`")],
+    "empty-methods": [
+        Expect(5, f"{E}.methods", "methods is empty; give at least one of Random, Random+init, Entropy")],
+    "npz-without-path": [
+        Expect(3, f"{E}.dataset", "needs `path`")],
+    "path-without-npz": [
+        Expect(6, f"{E}.path", "allowed: path with dataset npz or")],
+    "bad-milestones": [
+        Expect(6, f"{E}.milestones", "increasing epochs")],
+    "bad-seeds": [
+        Expect(6, f"{E}.seeds", "list of integers >= 0 or a count")],
+    "bad-sweep-element": [
+        Expect(6, f"{E}.weight_decay[1]", "-1 is out of range; allowed: a number >= 0")],
+    "empty-sweep": [
+        Expect(6, f"{E}.initial", "an empty list sweeps nothing")],
+    "bad-experiment-name": [
+        Expect(2, f"{E}.name", "letters, digits")],
+    "exact-schedule-needs-small-decay": [
+        Expect(6, f"{E}.wd_schedule", "needs lr * weight_decay < 1")],
+    "no-experiment": [
+        Expect(None, "experiment", "defines no experiment")],
+    "combination-in-one-experiment": [
+        Expect(7, f"{E}.methods[1].kd_alpha", "allowed: a number in [0, 1]"),
+        Expect(9, f"{E}.epoch", "did you mean 'epochs'?")],
+    "combination-across-tables": [
+        Expect(2, "defaults.epochs", "expected an integer, got 'many'"),
+        Expect(11, "experiment[1].name", "duplicate experiment name 'demo', first used at line 5"),
+        Expect(12, "experiment[1].dataset", "did you mean 'svhn'?"),
+        Expect(14, "experiment[1].methods[1]", "duplicate method name 'Random'")],
+    "combination-missing-and-range": [
+        Expect(1, f"{E}.name", "missing required key 'name'"),
+        Expect(4, f"{E}.methods", "methods is empty"),
+        Expect(5, f"{E}.initial", "allowed: at most 60000"),
+        Expect(6, f"{E}.budget", "allowed: an integer >= 1")],
+    "lr-inf": [
+        Expect(6, f"{E}.lr", "inf is not finite; allowed: a number > 0")],
+    "every-float-not-finite": [
+        Expect(6, f"{E}.weight_decay", "inf is not finite; allowed: a number >= 0"),
+        Expect(7, f"{E}.kd_alpha", "nan is not finite; allowed: a number in [0, 1]"),
+        Expect(8, f"{E}.kd_temperature", "inf is not finite; allowed: a number in [0.01, 1000]"),
+        Expect(9, f"{E}.lr", "-inf is not finite; allowed: a number > 0"),
+        Expect(10, f"{E}.lr_gamma", "nan is not finite; allowed: a number > 0"),
+        Expect(11, f"{E}.momentum", "inf is not finite; allowed: a number in [0, 1)"),
+        Expect(12, f"{E}.ll_margin", "nan is not finite; allowed: a number >= 0"),
+        Expect(13, f"{E}.ll_weight", "inf is not finite; allowed: a number >= 0")],
+    "method-weight-decay-inf": [
+        Expect(5, f"{E}.methods[0].weight_decay", "-inf is not finite; allowed: a number >= 0")],
+    "sweep-element-nan": [
+        Expect(6, f"{E}.kd_alpha[1]", "nan is not finite; allowed: a number in [0, 1]")],
+    "kd-temperature-tiny": [
+        Expect(6, f"{E}.kd_temperature", "1e-300 is out of range; allowed: a number in [0.01, 1000]")],
+    "seeds-huge": [
+        Expect(1, E, "expands to 100,000,000 runs (100,000,000 seeds x 1 sweep point x 1 method); "
+                     "allowed: at most 10,000 runs per file")],
+    "sweep-160000-runs": [
+        Expect(1, E, "expands to 160,000 runs (100 seeds x 1,600 sweep points x 1 method)")],
+    "runs-over-the-file-cap": [
+        Expect(8, "experiment[1]", "expands to 6,000 runs (6,000 seeds x 1 sweep point x 1 method), 12,000 with "
+                                   "the experiments above it")],
+    "method-name-escape": [
+        Expect(5, f"{E}.methods[0].name", "allowed: printable characters without spaces or '/'")],
+    "experiment-name-escape": [
+        Expect(2, f"{E}.name", "expected a name of letters, digits and . _ + -")],
+    "data-root-bell": [
+        Expect(6, f"{E}.data_root", "holds control or other unprintable characters; allowed: printable characters")],
+    "pool-subset-below-budget": [
+        Expect(7, f"{E}.pool_subset", "pool_subset = 10 is smaller than budget = 50")],
+    "ll-subset-below-budget": [
+        Expect(7, f"{E}.ll_subset", "ll_subset = 10 is smaller than budget = 50")],
 }
+
+
+def test_every_malformed_file_of_the_corpus_is_listed_here():
+    def malformed(path: Path) -> bool:  # (the cases that are all comments are about stores, not files)
+        if not path.read_text().split("# --- bad input", 1)[0].strip():
+            return False
+        try:
+            load_spec(path)
+        except SpecError:
+            return True
+        return False
+
+    assert {p.stem for p in BAD_INPUTS.glob("*.toml") if malformed(p)} == set(CASES)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_malformed_file_reports_every_issue_where_it_is(case, tmp_path):
-    text, expected = CASES[case]
+    expected = CASES[case]
     path = tmp_path / f"{case}.toml"
-    path.write_text(text)
+    path.write_text((BAD_INPUTS / f"{case}.toml").read_text())
     with pytest.raises(SpecError) as raised:
         load_spec(path)
     issues = raised.value.issues
@@ -384,3 +425,52 @@ def test_the_documented_example_loads():
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     spec = parse_spec(example, "configuration.md")
     assert [len(e.runs) for e in spec.experiments] == [5 * 5, 3]
+
+
+# --- hardening: what used to slip through ----------------------------------------------------------
+
+
+def test_a_file_that_starts_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes("\ufeff".encode() + HEAD.encode() + b"epochs = 3\n")
+    spec = load_spec(path)
+    assert spec.get("demo").runs[0].config.epochs == 3
+    with pytest.raises(SpecError) as raised:  # positions are those of the text after the mark
+        parse_spec("\ufeff" + HEAD + "epoch = 3\n", "bom.toml")
+    assert str(raised.value.issues[0]).startswith("bom.toml:6:1: experiment[0].epoch")
+
+
+def test_a_huge_seed_count_is_refused_before_anything_is_expanded():
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(SpecError, match="expands to 100,000,000 runs"):
+        parse_spec(HEAD + "seeds = 100000000\n")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 5_000_000, f"validating used {peak:,} bytes"
+
+
+def test_max_runs_raises_the_cap_for_a_big_sweep():
+    text = HEAD + "seeds = 3\nkd_alpha = [0.1, 0.2]\n"  # 6 runs
+    with pytest.raises(SpecError, match=r"expands to 6 runs \(3 seeds x 2 sweep points x 1 method\); allowed: at "
+                                        r"most 5 runs per file"):
+        parse_spec(text, max_runs=5)
+    assert len(parse_spec(text, max_runs=6).get("demo").runs) == 6
+
+
+def test_printable_method_names_with_brackets_are_fine():
+    spec = parse_spec(HEAD.replace('["Random"]', '[{ name = "[bold]x", preset = "Random" }, '
+                                                 '{ name = "λ-décay", preset = "WS" }]'))
+    assert [r.name for r in spec.get("demo").runs] == ["demo/[bold]x/s0", "demo/λ-décay/s0"]
+
+
+def test_every_float_setting_is_checked_for_finiteness():
+    floats = {k for k, kind in FIELD_KINDS.items() if kind == "float"}
+    text = (BAD_INPUTS / "every-float-not-finite.toml").read_text()
+    with pytest.raises(SpecError) as raised:
+        parse_spec(text)
+    assert {i.key.removeprefix("experiment[0].") for i in raised.value.issues} == floats
+    for key in floats:  # and the run settings refuse them too (a store written by hand, the Python API)
+        with pytest.raises(ConfigError, match=f"{key} = inf is not finite"):
+            dataclasses.replace(RunConfig(), **{key: float("inf")}).validate()

@@ -134,3 +134,186 @@ def test_cancel_and_retry_move_runs_between_states(tmp_path):
         with pytest.raises(StoreError, match="no run 'zzz'"):
             store.resolve(["zzz"])
 
+
+
+# ---- opening: read-only commands, foreign and damaged files -----------------------------------------
+
+
+def test_read_only_opens_create_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from altui.cli import app
+
+    missing = tmp_path / "runs" / "altui.db"
+    with pytest.raises(StoreError, match=f"no store at {missing}: nothing was queued there yet"):
+        Store(missing, create=False)
+    listed = CliRunner().invoke(app, ["--db", str(missing), "ls"])
+    assert listed.exit_code == 0 and f"no runs in {missing}" in listed.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A store folder that cannot be written (as root, modes do not stop writes: a read-only bind mount)."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    with Store(folder / "altui.db") as store:
+        queue(store, "exp/Random/s0")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", folder, folder], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"running as root without mount rights, a folder cannot be made read-only: {mounted.stderr!r}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", folder], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
+def test_a_store_in_a_read_only_folder_is_listed_and_refuses_writes_in_one_line(read_only_folder):
+    from typer.testing import CliRunner
+
+    from altui.cli import app
+
+    db = read_only_folder / "altui.db"
+    with Store(db, create=False) as store:
+        assert store.read_only and [r["name"] for r in store.runs()] == ["exp/Random/s0"]
+    listed = CliRunner().invoke(app, ["--db", str(db), "ls"])
+    assert listed.exit_code == 0 and "exp/Random/s0" in listed.output
+
+    cancelled = CliRunner().invoke(app, ["--db", str(db), "cancel", "1"])
+    assert cancelled.exit_code == 1 and isinstance(cancelled.exception, SystemExit)  # no traceback
+    assert len(cancelled.output.splitlines()) == 1
+    assert cancelled.output.startswith(f"error: the store {db} cannot be written (attempt to write a readonly "
+                                       "database)")
+
+
+def test_a_cancel_is_never_overwritten_by_the_end_of_the_run(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        a, b = queue(store, "a", "b")
+        store.claim("cpu", run_id=a)
+        store.cancel([a])
+        assert store.finish(a, "done") == "cancelled"  # the last round ended just after the cancel
+        assert store.finish(a, "queued") == "cancelled"  # its worker stopped meanwhile
+        assert store.run(a)["status"] == "cancelled"
+        store.claim("cpu", run_id=b)
+        assert store.finish(b, "done") == "done"
+
+
+def test_numbers_that_json_cannot_hold_are_refused_before_anything_is_written(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        bad = {**config(), "lr": float("inf")}
+        with pytest.raises(StoreError, match="run 'a': its settings holds a number that is not finite"):
+            store.enqueue("exp", "f.toml", {}, [{"name": "a", "method": "Random", "seed": 0, "config": bad}])
+        assert store.runs() == [] and store._rows("SELECT * FROM experiments") == []
+
+
+def test_restart_deletes_what_a_run_recorded_and_queues_it_at_round_0(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        a, b = queue(store, "a", "b")
+        for rid in (a, b):
+            store.add_round(rid, round_row(0), [{"layer": "bn1", "channels": 32, "effective": 30}],
+                            [{"pool_index": 5, "score": 0.9}], [{"layer": "bn1", "abs_gamma": "[1.0]"}])
+            store.add_epoch(rid, {"round": 0, "epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "lr": 0.1,
+                                  "images_per_second": 100.0})
+        store.run_dir(a).mkdir()
+        (store.run_dir(a) / "round-0.pt").write_bytes(b"x")
+        store.claim("cpu", run_id=a)
+        assert store.restart([a, b]) == []  # running or queued: nothing to restart
+        store.finish(a, "failed", "its checkpoint is missing")
+
+        assert store.restart([a]) == [a]
+
+        assert store.run(a)["status"] == "queued" and store.run(a)["attempt"] == 0 and store.run(a)["error"] is None
+        assert store.rounds(a) == store.epochs(a) == store.channels(a) == store.picks(a) == store.gammas(a) == []
+        assert not (store.run_dir(a) / "round-0.pt").exists()
+        assert len(store.rounds(b)) == 1 and len(store.epochs(b)) == 1 and len(store.gammas(b)) == 1
+        assert "restarted from scratch" in store.events(a)[-1]["message"]
+
+
+def test_a_store_that_an_older_altui_filled_with_infinity_is_listed_again(tmp_path):
+    """Before numbers were checked, `lr = inf` wrote `Infinity` into spec_json and json_extract failed on
+    every listing. Such a run lists (its totals unknown) and fails with a message when it runs."""
+    from altui import runner
+
+    with Store(tmp_path / "altui.db") as store, store.db.conn:
+        (rid,) = queue(store, "a")
+        store.db.conn.execute("UPDATE runs SET spec_json = replace(spec_json, '\"lr\": 0.01', '\"lr\": Infinity')")
+    with Store(tmp_path / "altui.db") as store:
+        (run,) = store.runs()
+        assert "Infinity" in run["spec_json"] and run["rounds_total"] is None
+        store.claim("cpu", run_id=rid)
+    assert runner.execute(tmp_path / "altui.db", rid) == "failed"
+    with Store(tmp_path / "altui.db") as store:
+        assert store.run(rid)["error"] == "lr = inf is not finite; allowed: a finite number"
+
+
+def test_a_worker_waiting_for_disk_space_pauses_the_queue_with_its_reason(tmp_path):
+    from typer.testing import CliRunner
+
+    from altui.cli import app
+
+    with Store(tmp_path / "altui.db") as store:
+        queue(store, "a")
+        store.set_settings({"worker_disk_full": "the disk of runs is full (0.1 MB free)"})
+        assert store.paused() and store.claim("cpu") is None  # what the dashboard shows as "queue paused"
+        assert store.pause_reason() == "the disk of runs is full (0.1 MB free)"
+    resumed = CliRunner().invoke(app, ["--db", str(tmp_path / "altui.db"), "resume"])
+    assert "queue resumed, but still paused: the disk of runs is full (0.1 MB free)" in resumed.output
+    with Store(tmp_path / "altui.db") as store:
+        store.set_settings({"worker_disk_full": None})
+        assert not store.paused() and store.pause_reason() is None and store.claim("cpu")["name"] == "a"
+
+
+def epoch_row(t: int, epoch: int) -> dict:
+    return dict(round=t, epoch=epoch, train_loss=1.0, train_accuracy=0.5, lr=0.01, images_per_second=100.0)
+
+
+def test_a_retried_run_shows_its_new_attempt_s_epochs_not_the_old_ones(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        (rid,) = queue(store, "a")
+        store.claim("cpu", run_id=rid)
+        store.add_round(rid, round_row(0), [], [])
+        for epoch in range(1, 10):  # round 1 gets 9 epochs in, then the run is cancelled
+            store.add_epoch(rid, epoch_row(1, epoch))
+        assert store.runs()[0]["epoch"] == 9
+        store.cancel([rid])
+        store.retry([rid])
+        assert store.claim("cpu", run_id=rid) is not None  # the new attempt redoes round 1
+        assert store.runs()[0]["epoch"] is None
+        assert [e["round"] for e in store.epochs(rid)] == []  # round 0's epochs were never written here
+        store.add_epoch(rid, epoch_row(1, 1))
+        assert store.runs()[0]["epoch"] == 1
+
+
+def test_a_round_restarted_without_a_new_claim_drops_the_earlier_attempt_s_later_epochs(tmp_path):
+    """A Slurm job resubmitted from its checkpoint replays a round's epochs from 1."""
+    with Store(tmp_path / "altui.db") as store:
+        (rid,) = queue(store, "a")
+        store.claim("cpu", run_id=rid)
+        for epoch in (1, 2, 3):
+            store.add_epoch(rid, epoch_row(0, epoch))
+        store.add_epoch(rid, epoch_row(0, 1))
+        assert [e["epoch"] for e in store.epochs(rid)] == [1]
+        assert store.runs()[0]["epoch"] == 1
+
+
+def test_select_runs_by_experiment_and_status(tmp_path):
+    with Store(tmp_path / "altui.db") as store:
+        a, b = queue(store, "a", "b")
+        other = store.enqueue("other", "experiments.toml", {}, [
+            {"name": "c", "method": "Random", "seed": 0, "config": config()}])[0]
+        store.claim("cpu", run_id=a)
+        assert store.select_runs("exp") == [a, b]
+        assert store.select_runs("exp", ["queued"]) == [b]
+        assert store.select_runs(statuses=["queued", "running"]) == [a, b, other]
+        assert store.select_runs("nothing") == []
+        with pytest.raises(StoreError, match="unknown status 'bogus'; allowed: queued"):
+            store.select_runs("exp", ["bogus"])

@@ -4,6 +4,7 @@ plots), and snapshots of its screens on a fixed hand-made store."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sqlite3
 import time
@@ -12,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from textual.command import CommandPalette
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
@@ -19,9 +22,13 @@ import altui.store
 from altui import runner
 from altui.al.presets import resolve
 from altui.cli import app as cli_app
+from altui.estimate import estimate, seconds_left
+from altui.spec import load_spec
 from altui.store import Store
 from altui.tui.app import AltuiApp, create_app
-from altui.tui.screens.help import HelpScreen
+from altui.tui.format import duration, short_names
+from altui.tui.runs_view import BASE, View
+from altui.tui.screens.confirm import ConfirmScreen
 from altui.tui.screens.run import RunScreen
 from altui.tui.widgets.experiments import ExperimentsPane
 from altui.tui.widgets.plot import PlotWidget
@@ -88,7 +95,23 @@ def drive(app: AltuiApp, script: Callable[[Pilot], Awaitable[None]], size: tuple
 
 
 def cell(table: RunsTable, run_id: int, column: str) -> str:
-    return str(table.get_cell(str(run_id), column))
+    """A cell as the user reads it (each has a leading space that parts it from the one before)."""
+    return str(table.get_cell(str(run_id), column))[1:]
+
+
+# ---- pure parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [8, 10, 13, 16, 20, 30])
+def test_experiment_short_names_are_unique_and_fit(width: int) -> None:
+    names = [e.name for e in load_spec(Path(__file__).parents[1] / "experiments.toml").experiments]
+    names += ["resnet-a", "resnext-a", "a" * 20 + "1", "a" * 20 + "2"]
+    short = short_names(names, width)
+    assert len(set(short.values())) == len(names)  # never two experiments alike
+    assert all(len(s) <= width for s in short.values())
+    assert all(short[n] == n for n in names if len(n) <= width)
+    if width == 13:  # the runs table's at 80 columns
+        assert short["cifar10-resnet18-k1000"] == "c10-r18-k1000" and short["cifar10-resnet18-k250"] == "c10-r18-k250"
 
 
 # ---- a store written by the real runner --------------------------------------------------------
@@ -133,56 +156,92 @@ def test_runs_table_shows_finished_running_and_queued_runs(real_store: dict, das
         table = app.screen.query_one(RunsTable)
         assert table.row_count == 4
         last = real_store["rounds"][done][-1]
+        assert cell(table, done, "id") == f"✓ {done}"  # status symbol, no mark
         assert cell(table, done, "status") == "done"
+        assert cell(table, done, "experiment") == "tiny"
         assert cell(table, done, "method") == "WS+init+KD1"
         assert cell(table, done, "round") == "2/2"
         assert cell(table, done, "labeled") == str(last["n_labeled"]) == "40"
         assert cell(table, done, "accuracy") == f"{last['accuracy']:.4f}"
         assert cell(table, done, "lambda") == f"{last['weight_decay']:.3g}" == "0.01"
         assert cell(table, done, "channels") == f"{last['effective_channels']}/{last['total_channels']}"
-        assert cell(table, done, "epochs") == ""
+        assert cell(table, done, "epochs") == cell(table, done, "eta") == ""
         assert cell(table, done2, "lambda") == f"{real_store['rounds'][done2][-1]['weight_decay']:.3g}"
-        assert cell(table, running, "status") == "running"
+        assert cell(table, running, "id") == f"▶ {running}"
         assert cell(table, running, "round") == "0/2"
         assert cell(table, running, "epochs") == "███░░░ 1/2"
         assert cell(table, running, "accuracy") == ""
-        assert cell(table, queued, "status") == "queued"
+        # the ETA from the throughput measured on this store: its epochs ran at 100 images/s
+        snapshot = app.snapshot
+        assert snapshot.throughput[("cnn5", 32)] > 0
+        left = seconds_left(snapshot.runs[2], snapshot.throughput)
+        assert cell(table, running, "eta") == f"██·· {duration(left)}"  # half its round's epochs done
+        assert cell(table, queued, "id") == f"… {queued}"
         assert cell(table, queued, "elapsed") == ""
+        assert cell(table, queued, "eta") == f"     {duration(snapshot.eta[queued])}"  # its wait included
+        assert snapshot.eta[queued] > left
+        status = str(app.screen.query_one("#status").render())
+        assert f"ETA {duration(snapshot.eta[queued])}" in status  # the queue's
+        context = str(app.screen.query_one("#context-run").render())
+        assert context.startswith(f"#{done} tiny/WS+init+KD1/s0 · done · round 2/2")
 
-    drive(app, script)
+    drive(app, script, size=(200, 50))
 
 
-def test_queue_key_queues_the_highlighted_or_marked_experiments(dash) -> None:
-    app, db, _ = dash
+def confirmation(app: AltuiApp) -> str:
+    assert isinstance(app.screen, ConfirmScreen), f"no confirmation: {app.screen}"
+    return app.screen.text
+
+
+def test_queueing_asks_first_with_the_run_count_and_the_estimated_time(dash) -> None:
+    app, db, toml = dash
 
     def experiments_in_store() -> set[str]:
         with Store(db) as store:
-            return {r["experiment"] for r in store.runs(status="queued")}
+            return {r["experiment"] for r in store.runs()}
 
     async def script(pilot: Pilot) -> None:
         pane = app.screen.query_one(ExperimentsPane)
-        assert pane.rows == [("toy-a", "2"), ("toy-b", "2")]
-        await pilot.press("q")  # the highlighted experiment: the first
+        assert [(name, count) for name, count, _ in pane.rows] == [
+            ("", "2/4"), ("toy-a", "0/2"), ("toy-b", "0/2"), ("tiny", "2/4")]  # "all", the file's, the store's
+        await pilot.press("a")  # "all" is highlighted: nothing to queue yet, the pane opens
+        assert not isinstance(app.screen, ConfirmScreen) and pane.table.has_focus
+        await pilot.press("down", "a")  # toy-a
+        text = confirmation(app)
+        assert "Queue 2 runs of toy-a?" in text and "toy-a: 2 new runs" in text
+        configs = [r.config for r in load_spec(toml).get("toy-a").runs]
+        expected = estimate(configs, app.snapshot.throughput, 1).wall_seconds
+        assert f"estimated {duration(expected)} on 1 slot at the measured throughput (240 training images)" in text
+        await pilot.press("n")  # no: nothing is written
+        await pilot.pause(0.3)
+        assert experiments_in_store() == {"tiny"}
+        await pilot.press("enter")  # enter on an experiment asks the same
+        assert "Queue 2 runs of toy-a?" in confirmation(app)
+        await pilot.press("y")
         await wait_for(pilot, lambda: "toy-a" in experiments_in_store() and len(app.snapshot.runs) == 6)
         with Store(db) as store:
             assert {r["name"] for r in store.runs(experiment="toy-a", status="queued")} == {
                 "toy-a/Random/s0", "toy-a/WS+init/s0"}
-        # space marks, q queues what is marked
-        pane.table.focus()
-        await pilot.press("down", "space")
-        assert pane.targets() == ["toy-b"]
-        await pilot.press("q")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "nothing to queue" in last_notice(app))
+        # space marks experiments; `a` queues the marked ones
+        await pilot.press("down", "space", "a")
+        assert "Queue 2 runs of toy-b?" in confirmation(app)
+        await pilot.press("y")
         await wait_for(pilot, lambda: "toy-b" in experiments_in_store())
-        with Store(db) as store:
-            assert len(store.runs(experiment="toy-b")) == 2
-        await wait_for(pilot, lambda: pane.rows[1] == ("toy-b", "0/2"))  # done / runs
+        await wait_for(pilot, lambda: pane.rows[2][:2] == ("toy-b", "0/2"))
 
     drive(app, script)
 
 
-def test_cancel_retry_and_pause_keys_change_the_store(real_store: dict, dash) -> None:
+def last_notice(app: AltuiApp) -> str:
+    notes = list(app._notifications)
+    return notes[-1].message if notes else ""
+
+
+def test_cancel_with_marks_asks_first_and_names_the_marked_runs(real_store: dict, dash) -> None:
     app, db, _ = dash
-    running, queued = real_store["ids"][2:]
+    done, _, running, queued = real_store["ids"]
 
     def status(run_id: int) -> str:
         with Store(db) as store:
@@ -191,25 +250,132 @@ def test_cancel_retry_and_pause_keys_change_the_store(real_store: dict, dash) ->
     async def script(pilot: Pilot) -> None:
         table = app.screen.query_one(RunsTable)
         table.move_cursor(row=table.get_row_index(str(queued)))
-        await pilot.press("c")
-        await wait_for(pilot, lambda: status(queued) == "cancelled")
-        await wait_for(pilot, lambda: cell(table, queued, "status") == "cancelled")
-        await pilot.press("r")
-        await wait_for(pilot, lambda: status(queued) == "queued")
-        # marked runs: both cancelled at once
+        await pilot.press("c")  # no marks: the cursor's run, said so
+        text = confirmation(app)
+        assert f"Cancel run #{queued} (the cursor row)?" in text and f"#{queued} tiny/WS+init/s1 · queued" in text
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert status(queued) == "queued"
+        # marks for acting, plotted runs for comparing: `o` plots, it does not choose what c cancels
+        table.move_cursor(row=table.get_row_index(str(done)))
+        await pilot.press("o")
         table.move_cursor(row=table.get_row_index(str(running)))
-        await pilot.press("space", "down", "space", "c")
+        await pilot.press("space", "down", "space")
+        assert table.marked == {running, queued} and table.plotted == [done]
+        assert cell(table, running, "id") == f"▶●{running}"
+        await pilot.press("c")
+        text = confirmation(app)
+        assert "Cancel the 2 marked runs?" in text
+        assert f"#{running} tiny/Entropy/s0 · running (round 0 is ███░░░ 1/2 in)" in text
+        assert f"#{queued} tiny/WS+init/s1 · queued" in text and f"#{done} " not in text
+        await pilot.press("y")
         await wait_for(pilot, lambda: status(running) == status(queued) == "cancelled")
-        assert status(real_store["ids"][0]) == "done"
-        await pilot.press("p")
-        await wait_for(pilot, lambda: app.snapshot.paused)
-        with Store(db) as store:
-            assert store.paused()
+        assert status(done) == "done" and not table.marked and table.plotted == [done]
+        await wait_for(pilot, lambda: cell(table, queued, "id") == f"⊘ {queued}")
+        # retry: the cursor's run; a done run cannot be, and nothing is asked
+        table.move_cursor(row=table.get_row_index(str(done)))
+        await pilot.press("r")
+        assert not isinstance(app.screen, ConfirmScreen) and "nothing to retry" in last_notice(app)
+        table.move_cursor(row=table.get_row_index(str(queued)))
+        await pilot.press("r")
+        assert f"Retry run #{queued} (the cursor row)?" in confirmation(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: status(queued) == "queued")
 
     drive(app, script)
 
 
-def test_plots_show_the_highlighted_then_marked_runs_then_method_means(real_store: dict, dash) -> None:
+def test_bulk_cancel_and_retry_by_experiment_and_status(real_store: dict, dash) -> None:
+    app, db, _ = dash
+    ids = real_store["ids"]
+
+    def statuses() -> list[str]:
+        with Store(db) as store:
+            return [store.run(i)["status"] for i in ids]
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        pane = app.screen.query_one(ExperimentsPane)
+        await pilot.press("tab", "down", "down", "down")  # the pane: all, toy-a, toy-b, tiny
+        assert pane.table.highlighted_name == "tiny" and table.view.experiment == "tiny"
+        await pilot.press("c")  # in the pane: the experiment's queued and running runs
+        text = confirmation(app)
+        assert "Cancel the queued or running runs of tiny?" in text
+        assert f"#{ids[2]} tiny/Entropy/s0 · running" in text and f"#{ids[3]} tiny/WS+init/s1 · queued" in text
+        await pilot.press("y")
+        await wait_for(pilot, lambda: statuses() == ["done", "done", "cancelled", "cancelled"])
+        # by status: filter on it, mark every run shown, retry them
+        await pilot.press("tab", "slash", *"cancelled", "enter")
+        await wait_for(pilot, lambda: [r["id"] for r in table.shown] == ids[2:])
+        await pilot.press("asterisk", "r")
+        text = confirmation(app)
+        assert "Retry the 2 marked runs?" in text and f"#{ids[2]} " in text and f"#{ids[3]} " in text
+        await pilot.press("y")
+        await wait_for(pilot, lambda: statuses() == ["done", "done", "queued", "queued"])
+
+    drive(app, script, size=(80, 24))
+
+
+def test_escape_clears_marks_then_plotted_runs_then_filters(real_store: dict, dash) -> None:
+    app, _, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        await pilot.press("h", "space", "o")
+        assert table.marked and table.plotted and table.view.hide_finished
+        await pilot.press("escape")
+        assert not table.marked and table.plotted
+        await pilot.press("escape")
+        assert not table.plotted and table.view.hide_finished
+        await pilot.press("escape")
+        assert table.view == View()
+
+    drive(app, script)
+
+
+def test_filter_sort_and_hide(real_store: dict, dash) -> None:
+    app, _, _ = dash
+    done, done2, running, queued = real_store["ids"]
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+
+        def shown() -> list[int]:
+            return [r["id"] for r in table.shown]
+
+        assert shown() == [done, done2, running, queued]
+        await pilot.press("slash", *"ws", "q")  # typed into the filter: `q` does not quit here
+        assert app.is_running and table.view.text == "wsq" and shown() == []
+        await pilot.press("backspace")
+        assert shown() == [done, queued]  # WS+init+KD1, WS+init
+        await pilot.press("enter")
+        assert table.has_focus and "/ws" in str(app.screen.query_one("#context-view").render())
+        await pilot.press("slash", "backspace", "backspace", *"running")
+        assert shown() == [running]  # by status
+        await pilot.press("escape")  # clears the filter box
+        assert shown() == [done, done2, running, queued]
+        await pilot.press("h")  # done and cancelled runs hidden
+        assert shown() == [running, queued]
+        await pilot.press("h", "s")  # sort by the next column: status
+        assert table.view.sort == "status" and shown() == [running, queued, done, done2]
+        await pilot.press("S")
+        assert shown() == [done2, done, queued, running]
+        # a header click sorts by its column, a second click reverses
+        acc = table.columns_shown.index("accuracy")
+        x = sum(column.width for column in list(table.columns.values())[:acc]) + 2
+        await pilot.click(RunsTable, offset=(x, 0))
+        assert table.view.sort == "accuracy" and not table.view.reverse
+        accuracies = [real_store["rounds"][i][-1]["accuracy"] for i in (done, done2)]
+        assert shown()[:2] == ([done, done2] if accuracies[0] <= accuracies[1] else [done2, done])
+        assert shown()[2:] == [running, queued]  # no accuracy yet: last either way
+        await pilot.click(RunsTable, offset=(x, 0))
+        assert table.view.reverse and shown()[2:] == [running, queued]
+        assert "sort acc▼" in str(app.screen.query_one("#context-view").render())
+
+    drive(app, script)
+
+
+def test_plots_show_the_highlighted_then_plotted_runs_then_method_means(real_store: dict, dash) -> None:
     app, _, _ = dash
     first, second = real_store["ids"][:2]
     r1, r2 = real_store["rounds"][first], real_store["rounds"][second]
@@ -221,22 +387,135 @@ def test_plots_show_the_highlighted_then_marked_runs_then_method_means(real_stor
         acc = app.screen.query_one("#plot-accuracy", PlotWidget)
         wd = app.screen.query_one("#plot-lambda", PlotWidget)
         ch = app.screen.query_one("#plot-channels", PlotWidget)
+        plots = app.screen.query_one("#plots")
         label1, label2 = f"#{first} WS+init+KD1 s0", f"#{second} Random s0"
         assert list(acc.series) == [label1]  # the highlighted run
         assert acc.series[label1] == ([20.0, 40.0], percent(r1))
         assert wd.series == {label1: ([0.0, 1.0], [0.02, 0.01])}  # inverse schedule: lambda_0 N_0 / N_t
         assert ch.series[label1] == ([0.0, 1.0], [r["effective_channels"] for r in r1])
-        await pilot.press("space", "down", "space")  # two marked runs, overlaid
-        assert list(acc.series) == [label1, label2]
+        assert f"#{first} tiny/WS+init+KD1/s0" in plots.border_title
+        await pilot.press("space", "down", "space")  # marks are for acting: the plot follows the cursor
+        assert list(acc.series) == [label2]
+        await pilot.press("escape", "up", "o", "down", "o")  # two plotted runs, overlaid
+        assert list(acc.series) == [label1, label2] and plots.border_title == f"plotted: #{first} #{second}"
         assert acc.series[label2] == ([20.0, 40.0], percent(r2))
         assert wd.series[label2][1] == [r["weight_decay"] for r in r2] == [0.01, 0.01]  # fixed decay
+        assert acc.legend == [label1, label2]
         await pilot.press("m")  # the experiment's methods: their mean over seeds (one seed here)
-        assert set(acc.series) == {"WS+init+KD1", "Random", "Entropy", "WS+init"} - {"Entropy", "WS+init"}
+        assert set(acc.series) == {"WS+init+KD1", "Random"}
         assert acc.series["Random"] == ([20.0, 40.0], percent(r2))
         assert acc.bands["Random"][1] == acc.bands["Random"][2] == acc.series["Random"][1]
-        assert "tiny mean" in acc.title
+        assert plots.border_title == "tiny — mean ± 95% CI over 1 seed"
         await pilot.press("m")
         assert list(acc.series) == [label1, label2]
+
+    drive(app, script, size=(120, 40))
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+q"])
+def test_quit_keys_leave_the_runs_going_and_say_so(dash, key: str) -> None:
+    app, _, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press(key)
+        await pilot.pause(0.2)
+        assert not pilot.app.is_running
+
+    drive(app, script)
+    assert app.return_code == 0
+    assert app.quit_notice == "altui: the dashboard closed; 1 queued run(s) wait for a worker: `altui worker start`"
+
+
+def test_pause_worker_and_next_plot_keys(dash, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, db, _ = dash
+    started = []
+    monkeypatch.setattr(app.backend, "start_worker", lambda: started.append(1) or "started a worker")
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.snapshot.paused)
+        assert "queue paused" in str(app.screen.query_one("#status").render())
+        with Store(db) as store:
+            assert store.paused()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: not app.snapshot.paused)
+        await pilot.press("w")
+        await wait_for(pilot, lambda: started == [1])
+        plots = app.screen.query_one("#plots")
+        assert plots.border_title.startswith("accuracy % vs labels")  # one plot at a time below 120 columns
+        await pilot.press("g")
+        assert plots.border_title.startswith("λ_t vs round") and app.screen.query_one("#plot-lambda").display
+        await pilot.press("g", "g")
+        assert plots.border_title.startswith("accuracy % vs labels")
+
+    drive(app, script, size=(80, 24))
+
+
+def test_keys_panel_and_command_palette_offer_every_action(dash) -> None:
+    app, _, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("question_mark")  # Textual's key panel, from the bindings
+        assert app.screen.query("HelpPanel")
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("KeyPanel BindingsTable").render_bindings_table())
+        keys = console.export_text()
+        for description in ("queue", "cancel", "retry", "filter", "mark", "plot", "means", "quit", "pause"):
+            assert description in keys
+        await pilot.press("question_mark")
+        assert not app.screen.query("HelpPanel")
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Queue", "Cancel", "Retry", "Filter", "Hide done", "Means", "Next plot", "Clear", "Experiments",
+                "Mark", "Mark shown", "Plot", "Open", "Sort", "Reverse", "Quit", "Pause", "Worker", "Keys"} <= titles
+        assert "Cursor up" not in titles  # a table's own cursor keys are not actions
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"hide done")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.query_one(RunsTable).view.hide_finished)
+
+    drive(app, script)
+
+
+def test_at_80_columns_the_results_fit_without_scrolling_sideways(real_store: dict, dash) -> None:
+    app, _, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        assert set(BASE) <= set(table.columns_shown)
+        assert table.virtual_size.width <= table.size.width  # nothing to scroll to
+        assert not app.screen.query_one(ExperimentsPane).display  # the pane opens on tab
+        await pilot.press("tab")
+        assert app.screen.query_one(ExperimentsPane).display
+        await pilot.press("tab")
+        assert not app.screen.query_one(ExperimentsPane).display and table.has_focus
+        plot = app.screen.query_one("#plot-accuracy", PlotWidget)
+        rows = str(plot.render()).split("└")[0].splitlines()
+        assert len([line for line in rows if "┤" in line or "│" in line]) >= 8  # data rows
+
+    drive(app, script, size=(80, 24))
+
+
+def test_slurm_runs_show_pending_and_their_job_and_node(real_store: dict, dash) -> None:
+    app, db, _ = dash
+    _, _, running, queued = real_store["ids"]
+    with Store(db) as store:
+        store.db.conn.execute("UPDATE runs SET slurm_job_id = '4242', node = 'node3' WHERE id = ?", (running,))
+        store.db.conn.execute("UPDATE runs SET slurm_job_id = '4243' WHERE id = ?", (queued,))
+        store.db.conn.commit()
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        assert cell(table, queued, "status") == "queued·pd" and cell(table, queued, "id") == f"◌ {queued}"
+        assert "job" in table.columns_shown  # shown first of the extra columns once a run has a job
+        assert cell(table, running, "job") == "4242@node3" and cell(table, queued, "job") == "4243"
+        table.move_cursor(row=table.get_row_index(str(running)))
+        await pilot.pause()
+        assert "job 4242@node3" in str(app.screen.query_one("#context-run").render())
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        assert "· running · job 4242@node3" in str(app.screen.query_one("#status").render())
 
     drive(app, script)
 
@@ -253,16 +532,16 @@ def test_validation_errors_show_with_their_line_and_the_file_is_reloaded(dash) -
         await wait_for(pilot, lambda: bool(pane.state.issues))
         text = str(pane.query_one("#experiments-issues").render())
         assert f"line {line}: " in text and "rounds" in text
-        assert pane.table.row_count == 0
+        assert [name for name, _, _ in pane.rows] == ["", "tiny"]  # only what the store holds
         toml.write_text(TINY_TOML.replace('name = "toy-b"', 'name = "toy-c"'))  # fixed: reloaded
-        await wait_for(pilot, lambda: [name for name, _ in pane.rows] == ["toy-a", "toy-c"])
+        await wait_for(pilot, lambda: [name for name, _, _ in pane.rows] == ["", "toy-a", "toy-c", "tiny"])
         assert not pane.query_one("#experiments-issues").display
 
     drive(app, script)
 
 
 def test_run_view_shows_channels_histograms_and_log(real_store: dict, dash) -> None:
-    app, _, _ = dash
+    app, db, _ = dash
     run_id = real_store["ids"][0]
     rounds = real_store["rounds"][run_id]
 
@@ -283,11 +562,27 @@ def test_run_view_shows_channels_histograms_and_log(real_store: dict, dash) -> N
         picks = screen.query_one("#plot-picks", PlotWidget)
         assert picks.series["round 0"][1] == json.loads(rounds[0]["pick_class_counts"])
         assert "round 1: accuracy" in str(screen.query_one("#log-text").render())
+        await pilot.press("c")  # a done run: nothing to cancel, nothing asked
+        assert isinstance(app.screen, RunScreen) and "nothing to cancel" in last_notice(app)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
-        await pilot.press("escape", "escape")
-        assert not isinstance(app.screen, (RunScreen, HelpScreen))
+        assert screen.query("HelpPanel")
+        await pilot.press("question_mark", "escape")
+        assert not isinstance(app.screen, RunScreen)
         assert app.backend.detail_run is None
+
+    drive(app, script)
+
+
+def test_a_plot_notes_identical_curves_and_draws_vertical_lines(dash) -> None:
+    app, _, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        plot = app.screen.query_one("#plot-lambda", PlotWidget)
+        plot.set_data({"#2 Random s0": ([0, 1], [0.01, 0.01]), "#5 Random s1": ([0, 1], [0.01, 0.01]),
+                       "#3 WS s0": ([0, 1], [0.02, 0.01])}, vlines={"mean/10": 0.5})
+        assert plot.legend == ["#2 Random s0", "#5 Random s1 = #2", "#3 WS s0", "mean/10"]
+        text = str(plot.render())
+        assert "x #5 Random s1 = #2" in text and "│ mean/10" in text
 
     drive(app, script)
 
@@ -297,17 +592,17 @@ def test_a_failing_poll_is_shown_not_raised(dash) -> None:
 
     async def script(pilot: Pilot) -> None:
         real = app.backend.snapshot
-        calls = {"n": 0}
+        locked = {"now": True}  # until the test has seen the error: a fast poll could clear it unseen
 
         def broken():
-            calls["n"] += 1
-            if calls["n"] == 1:
+            if locked["now"]:
                 raise sqlite3.OperationalError("database is locked")
             return real()
 
         app.backend.snapshot = broken
         await wait_for(pilot, lambda: app.error is not None)
         assert "database is locked" in str(app.screen.query_one("#status").render())
+        locked["now"] = False
         await wait_for(pilot, lambda: app.error is None)  # the next poll works again
         assert app.is_running
 
@@ -403,12 +698,21 @@ def ready(*keys: str) -> Callable[[Pilot], Awaitable[None]]:
     return run_before
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+SIZES = dict(argvalues=[(80, 24), (120, 40)], ids=["80x24", "120x40"])
+
+
+@pytest.mark.parametrize("size", **SIZES)
 def test_main_screen_snapshot(fixed_app: AltuiApp, snap_compare, size: tuple[int, int]) -> None:
-    assert snap_compare(fixed_app, terminal_size=size, run_before=ready("down", "space", "up", "space"))
+    """Runs #1 and #2 plotted, #4 marked, the cursor on #4."""
+    assert snap_compare(fixed_app, terminal_size=size, run_before=ready("o", "down", "o", "down", "down", "space"))
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize("size", **SIZES)
+def test_main_screen_means_snapshot(fixed_app: AltuiApp, snap_compare, size: tuple[int, int]) -> None:
+    assert snap_compare(fixed_app, terminal_size=size, run_before=ready("m"))
+
+
+@pytest.mark.parametrize("size", **SIZES)
 def test_run_view_snapshot(fixed_app: AltuiApp, snap_compare, size: tuple[int, int]) -> None:
     assert snap_compare(fixed_app, terminal_size=size, run_before=ready("down", "enter"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,15 +113,26 @@ class RunConfig:
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
             ("lr", self.lr > 0, "a number > 0"),
             ("kd_alpha", 0 <= self.kd_alpha <= 1, "a number in [0, 1]"),
-            ("kd_temperature", self.kd_temperature > 0, "a number > 0"),
+            ("kd_temperature", 0.01 <= self.kd_temperature <= 1000, "a number in [0.01, 1000]"),
             ("pool_subset", self.pool_subset >= 0, "an integer >= 0 (0: the whole pool)"),
             ("ll_subset", self.ll_subset >= 1, "an integer >= 1"),
             ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
             ("eval_batch_size", self.eval_batch_size is None or self.eval_batch_size >= 1, "an integer >= 1"),
         ]
+        for key in ("weight_decay", "kd_alpha", "kd_temperature", "lr", "lr_gamma", "momentum", "ll_margin",
+                    "ll_weight"):  # JSON has no inf or nan, nor has training
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"{key} = {getattr(self, key)!r} is not finite; allowed: a finite number")
         for key, ok, allowed in checks:
             if not ok:
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is out of range; allowed: {allowed}")
+        if 0 < self.pool_subset < self.budget:
+            raise ConfigError(f"pool_subset = {self.pool_subset} is smaller than budget = {self.budget}: a round "
+                              "picks budget samples out of pool_subset scored ones; allowed: 0 (the whole pool) "
+                              "or at least the budget")
+        if self.acquisition == "ll" and self.pool_subset == 0 and self.ll_subset < self.budget:
+            raise ConfigError(f"ll_subset = {self.ll_subset} is smaller than budget = {self.budget}: Learning Loss "
+                              "picks budget samples out of ll_subset scored ones; allowed: at least the budget")
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones = {list(self.milestones)} must be increasing epochs >= 1")
         if self.wd_schedule == "exact" and self.lr * self.weight_decay >= 1:

@@ -6,7 +6,10 @@ augmentation happen later, on the device.
 
 from __future__ import annotations
 
+import itertools
 import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,24 +40,14 @@ class Dataset:
     augment: bool  # crop + flip by default
 
 
-# torchvision's CIFAR classes md5-check every pickle; these check only that the files exist once they are
-# there (so small or re-pickled copies load), while download still md5-checks the archive.
-class _CIFAR10(tvd.CIFAR10):
-    train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
-    meta = {**tvd.CIFAR10.meta, "md5": None}
-
-
-class _CIFAR100(tvd.CIFAR100):
-    train_list = [[name, None] for name, _ in tvd.CIFAR100.train_list]
-    test_list = [[name, None] for name, _ in tvd.CIFAR100.test_list]
-    meta = {**tvd.CIFAR100.meta, "md5": None}
-
-
 _MNIST_LIKE: dict[str, type[tvd.MNIST]] = {
     "mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "kmnist": tvd.KMNIST,
 }
-_CIFAR: dict[str, type[tvd.CIFAR10]] = {"cifar10": _CIFAR10, "cifar100": _CIFAR100}
+# CIFAR files are pickles, and unpickling runs code: every file is checked against the md5 that
+# torchvision publishes with the class (train_list, test_list, meta) before any is unpickled, always.
+# The classes are looked up here at load time: a test substitutes a subclass whose lists hold the md5s
+# of its own small files (the only way to load files that are not the published ones).
+CIFAR_CLASSES: dict[str, type[tvd.CIFAR10]] = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}
 
 # What torchvision raises for missing, failed or unreadable files (URLError is an OSError; MNIST wraps
 # download errors in RuntimeError; a truncated file surfaces as one of the others).
@@ -72,7 +65,7 @@ def load_dataset(
         x, y, x_test, y_test = _digits()
     elif name in _MNIST_LIKE:
         x, y, x_test, y_test = _mnist_like(name, root, download)
-    elif name in _CIFAR:
+    elif name in CIFAR_CLASSES:
         x, y, x_test, y_test = _cifar(name, root, download)
     elif name == "svhn":
         x, y, x_test, y_test = _svhn(root, download)
@@ -86,7 +79,7 @@ def load_dataset(
         raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
 
     info = DATASET_INFO.get(name)
-    classes = info.classes if info else int(max(y.max().item(), y_test.max().item())) + 1
+    classes = info.classes if info else _class_count(name, y, y_test)
     mean, std = _channel_stats(x)
     return Dataset(name, x, y, x_test, y_test, classes, mean, std, augment=bool(info and info.augment))
 
@@ -131,7 +124,8 @@ def _mnist_like(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ..
 
 
 def _cifar(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
-    cls = _CIFAR[name]
+    cls = CIFAR_CLASSES[name]
+    _check_cifar_files(name, cls, root)
     try:
         train = cls(root, train=True, download=download)
         test = cls(root, train=False, download=download)
@@ -145,6 +139,21 @@ def _cifar(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets).long()
 
     return *to_tensors(train), *to_tensors(test)
+
+
+def _check_cifar_files(name: str, cls: type[tvd.CIFAR10], root: Path) -> None:
+    """Refuse a CIFAR file that is there but is not the published one: it is a pickle, and unpickling
+    an unknown file can run any code. (torchvision checks again; this check names the file.) Missing
+    files are left to torchvision, which downloads them or fails."""
+    from torchvision.datasets.utils import calculate_md5
+
+    folder = root / cls.base_folder
+    for file, md5 in [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]:
+        path = folder / file
+        if path.is_file() and calculate_md5(str(path)) != md5:
+            raise DataError(f"{name}: {path} is not the published file (its md5 is not {md5}); altui never "
+                            f"unpickles a file it cannot verify. Delete {folder}/ and download {cls.url} again "
+                            f"(or load with download on)")
 
 
 def _svhn(root: Path, download: bool) -> tuple[torch.Tensor, ...]:
@@ -224,21 +233,31 @@ def _read_images(samples: list[tuple[str, int]], size: tuple[int, ...]) -> tuple
 _NPZ_X = "[N, H, W] (one channel), [N, H, W, C] or [N, C, H, W] with C in {1, 3}; uint8, or floats in [0, 1]"
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip of .npy files
+
+
 def _npz(file: Path) -> tuple[torch.Tensor, ...]:
     if not file.is_file():
         raise DataError(f"npz: file {file} not found; expected an .npz with arrays x, y, x_test, y_test")
+    with open(file, "rb") as f:
+        head = f.read(len(_ZIP_MAGIC))
+    if head != _ZIP_MAGIC:
+        raise DataError(f"npz: {file} is not an .npz archive (it starts with {head!r}); expected a file written "
+                        "by numpy.savez with arrays x, y, x_test, y_test")
     try:
         arrays = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"npz: cannot read {file} ({e})") from e
-    with arrays:
-        missing = [k for k in ("x", "y", "x_test", "y_test") if k not in arrays.files]
-        if missing:
-            raise DataError(f"npz: {file} lacks arrays {missing}; needed: x, y, x_test, y_test "
-                            f"(found: {arrays.files})")
-        x, x_test = _npz_images("x", arrays["x"]), _npz_images("x_test", arrays["x_test"])
-        y = _npz_labels("y", arrays["y"], len(x))
-        y_test = _npz_labels("y_test", arrays["y_test"], len(x_test))
+        with arrays:
+            missing = [k for k in ("x", "y", "x_test", "y_test") if k not in arrays.files]
+            if missing:
+                raise DataError(f"npz: {file} lacks arrays {missing}; needed: x, y, x_test, y_test "
+                                f"(found: {arrays.files})")
+            x, x_test = _npz_images("x", arrays["x"]), _npz_images("x_test", arrays["x_test"])
+            y = _npz_labels("y", arrays["y"], len(x))
+            y_test = _npz_labels("y_test", arrays["y_test"], len(x_test))
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated or damaged
+        raise DataError(f"npz: {file} is truncated or damaged; cannot read it ({e})") from e
     if len(x) == 0 or len(x_test) == 0:
         raise DataError(f"npz: {file} has an empty x or x_test; both need at least one image")
     if x.shape[1:] != x_test.shape[1:]:
@@ -261,6 +280,24 @@ def _npz_images(key: str, a: np.ndarray) -> torch.Tensor:
     elif a.dtype != np.uint8:
         raise DataError(f"npz: array {key} has dtype {a.dtype}; allowed: {_NPZ_X}")
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8))
+
+
+def _class_count(name: str, y: torch.Tensor, y_test: torch.Tensor) -> int:
+    """The classes of a user's data set: 0 .. C-1, each in the pool's labels, and no test label
+    outside them. Checked before anything is sized by C (a label of 10**9 would ask for terabytes)."""
+    present = torch.unique(y)
+    classes = int(present[-1]) + 1
+    if len(present) != classes:
+        have = set(present.tolist())
+        missing = list(itertools.islice((c for c in itertools.count() if c not in have), 3))
+        raise DataError(f"{name}: the pool labels (y) go up to {classes - 1} but only {len(present)} classes "
+                        f"appear (missing: {', '.join(map(str, missing))}, ...); allowed: labels 0 .. C-1 with "
+                        "every class in the pool")
+    outside = torch.unique(y_test[y_test >= classes])
+    if len(outside):
+        raise DataError(f"{name}: test labels (y_test) {', '.join(map(str, outside[:5].tolist()))} are classes the "
+                        f"pool (y) never has; allowed: test labels among the pool's classes 0 .. {classes - 1}")
+    return classes
 
 
 def _npz_labels(key: str, a: np.ndarray, n: int) -> torch.Tensor:

@@ -17,8 +17,18 @@ RECIPES: dict[str, dict[str, Any]] = {
 # The offline demo set is small: fewer epochs keep a whole run within minutes on a CPU.
 DIGITS_RECIPE = dict(epochs=30, lr=0.01, milestones=(20,), batch_size=32, weight_decay=0.02)
 
+# Yoo & Kweon (2019) train Learning Loss with their own schedule: 200 epochs, lr x0.1 at 160, the loss
+# module's gradient cut from the backbone after epoch 120.
+LL_RECIPE = dict(epochs=200, milestones=(160,), ll_stop_epoch=120)
+# A preset's own training schedule, used instead of the model's when the experiment sets no
+# SCHEDULE_KEYS: `epochs` and `milestones` make one schedule and come from one place (see `resolve`).
+PRESET_RECIPES: dict[str, dict[str, Any]] = {"LL": LL_RECIPE}
+SCHEDULE_KEYS = ("epochs", "milestones")
+
 PRESETS: dict[str, dict[str, Any]] = {
     "Random": dict(acquisition="random", wd_schedule="fixed", init="warm", distill="none"),
+    # The paper does not say whether Random re-initialises each round: both are offered.
+    "Random+init": dict(acquisition="random", wd_schedule="fixed", init="fresh", distill="none"),
     "Entropy": dict(acquisition="entropy", wd_schedule="fixed", init="warm", distill="none"),
     "Entropy+init": dict(acquisition="entropy", wd_schedule="fixed", init="fresh", distill="none"),
     "WS": dict(acquisition="entropy", wd_schedule="inverse", init="warm", distill="none"),
@@ -40,10 +50,16 @@ def recipe(dataset: str, model: str) -> dict[str, Any]:
 def resolve(preset: str | None, fields: dict[str, Any], method: dict[str, Any] | None = None) -> RunConfig:
     """Build a run's settings: recipe < preset < `fields` (the experiment's) < `method` (explicit).
 
-    `fields["weight_decay"]` is lambda_0 of the WS methods. Fixed-decay presets (Random, Entropy,
-    Entropy+init) then get the WS methods' last-round decay, lambda_0 * N_0 / N_{R-1}: the paper
-    compares methods that end with the same decay (section 4.3); with one round that is lambda_0
+    `fields["weight_decay"]` is lambda_0 of the WS methods. Fixed-decay presets (Random, Random+init,
+    Entropy, Entropy+init) then get the WS methods' last-round decay, lambda_0 * N_0 / N_{R-1}: the
+    paper compares methods that end with the same decay (section 4.3); with one round that is lambda_0
     itself (Table 1). A `weight_decay` in `method` is taken as it is.
+
+    The LL preset trains with LL_RECIPE (200 epochs, [160], detach after 120) unless `fields` sets
+    `epochs` or `milestones`: then it trains like the other methods, on the experiment's schedule with
+    the model's recipe filling in the other key, and detaches after 0.6 * epochs unless `ll_stop_epoch`
+    is set. So LL's 200 epochs never meet milestones written for another length, nor its milestone
+    160 another number of epochs. An `ll_stop_epoch` of the experiment or the method always wins.
     """
     base = RunConfig()
     dataset = fields.get("dataset", base.dataset)
@@ -54,6 +70,8 @@ def resolve(preset: str | None, fields: dict[str, Any], method: dict[str, Any] |
             raise ConfigError(f"preset {preset!r} is unknown; allowed: {', '.join(PRESETS)}")
         p = PRESETS[preset]
         merged.update(p)
+        if preset in PRESET_RECIPES and not any(k in fields for k in SCHEDULE_KEYS):
+            merged.update(PRESET_RECIPES[preset])
         merged.update(fields)
         if "weight_decay" in p:
             merged["weight_decay"] = p["weight_decay"]

@@ -44,9 +44,13 @@ def _effective(gammas: list[tuple[str, Tensor]]) -> list[LayerChannels]:
 
 
 def _histogram(gammas: list[tuple[str, Tensor]], bins: int) -> tuple[list[float], list[int]]:
+    return histogram(torch.cat([g for _, g in gammas]) if gammas else torch.zeros(0), bins)
+
+
+def histogram(a: Tensor, bins: int = 20) -> tuple[list[float], list[int]]:
+    """Edges (bins + 1, from 0 to max |gamma|) and counts of the finite values of `a` (float32)."""
     if bins < 1:
         raise ValueError(f"bins = {bins} must be >= 1")
-    a = torch.cat([g for _, g in gammas]) if gammas else torch.zeros(0)
     a = a[torch.isfinite(a)]  # a diverged layer must not break the probe
     top = a.max().item() if a.numel() else 0.0
     top = top if top > 0 else 1.0  # degenerate (no layers, or all zero): edges 0..1

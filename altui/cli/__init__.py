@@ -4,10 +4,8 @@ works without a TTY."""
 from __future__ import annotations
 
 import os
-import sys
 
-from altui.cli.app import app, err
-from altui.store import StoreError
+from altui.cli.app import app
 
 # isort: off
 # Each module registers its commands; this order is the order of `altui --help`.
@@ -18,9 +16,7 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    """`altui`: known failures become one line and exit code 1 inside the app (AltuiGroup), so that
+    the same holds for every caller of `app`."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        app()
-    except StoreError as e:
-        err.print(f"[red]error:[/red] {e}")
-        sys.exit(1)
+    app()

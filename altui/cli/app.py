@@ -1,63 +1,116 @@
-"""The Typer app and what every command group shares: the store option, output and error helpers."""
+"""The Typer app and what every command group shares: the store option, output and error helpers.
+
+One error path: a known failure raised by any command (a StoreError, an SQLite error, bad settings or
+data, a file that cannot be written) becomes one line, `error: ...`, on stderr and exit code 1 (see
+AltuiGroup). Nothing is printed as Rich markup, and unprintable characters are shown escaped: names,
+paths and messages are the user's text.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
-from altui.spec import SpecError, SpecFile, load_spec
-from altui.store import Store
+from altui.al.config import ConfigError
+from altui.spec import MAX_RUNS, SpecError, SpecFile, load_spec
+from altui.store import Store, StoreError, store_error
 
 DEFAULT_DB = Path("runs") / "altui.db"
 EXPERIMENTS_FILE = Path("experiments.toml")
 
+# Consoles never read markup: "[bold]x" is a method name, "[/red]" a run reference.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
+# Piped output (altui ls | grep ...) keeps whole run names instead of cutting them to 80 columns.
+wide = out if out.is_terminal else Console(width=240, markup=False, highlight=False)
+
+
+def printable(text: str) -> str:
+    """User text as it may reach a terminal: control characters (ESC, BEL) escaped, never sent."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else ascii(c)[1:-1] for c in text)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(Text.assemble(("error: ", "red"), printable(message)), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+fail_plain = fail  # fail() prints no markup any more; kept for the callers that asked for that
+
+
+def tell(text: str) -> None:
+    """One message as it is: never wrapped (paths stay whole), no markup, control characters escaped."""
+    out.print(printable(text), soft_wrap=True)
+
+
+def known_failure(exc: BaseException, db: Path | None) -> str | None:
+    """The one line to print for a failure a user can act on; None for a bug (whose traceback helps)."""
+    runner = sys.modules.get("altui.runner")  # (not imported: none of its errors was raised)
+    if isinstance(exc, sqlite3.Error):
+        return str(store_error(db or DEFAULT_DB, exc))
+    if isinstance(exc, (StoreError, SpecError, ConfigError)) or runner and isinstance(
+            exc, (runner.DiskFull, runner.RunError)):
+        return str(exc)
+    if isinstance(exc, OSError):  # a file or folder that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
+
+
+class AltuiGroup(TyperGroup):
+    """The one error path of the CLI: known failures become one line and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            message = known_failure(e, (ctx.obj or {}).get("db"))
+            if message is None:
+                raise
+            fail(" ".join(message.split()) if not isinstance(e, SpecError) else message)
+
+
 app = typer.Typer(
+    cls=AltuiGroup,
     help="Active learning with weight-decay scheduling and distillation: queue, run, watch, export.",
     no_args_is_help=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-# Piped output (altui ls | grep ...) keeps whole run names instead of cutting them to 80 columns.
-wide = out if out.is_terminal else Console(width=240)
 
 
 def db_path(ctx: typer.Context) -> Path:
     return ctx.obj["db"]
 
 
-def open_store(ctx: typer.Context) -> Store:
-    return Store(db_path(ctx))
+def open_store(ctx: typer.Context, create: bool = False) -> Store:
+    """The store of --db. Only commands that queue or run (create=True) create it; the others
+    read an existing one and fail with one line when there is none."""
+    return Store(db_path(ctx), create=create)
 
 
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+MaxRuns = Annotated[int, typer.Option(
+    "--max-runs", min=1, help=f"Allow a file to expand to this many runs (default {MAX_RUNS:,}).")]
 
 
-def fail_plain(message: str) -> None:
-    """fail() with text that may hold brackets ("altui[report]", user input): no Rich markup."""
-    from rich.markup import escape
-
-    fail(escape(message))
-
-
-def tell(text: str) -> None:
-    """One message as it is: never wrapped (paths stay whole), no markup (names may hold brackets)."""
-    out.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def read_spec(file: Path) -> SpecFile:
+def read_spec(file: Path, max_runs: int = MAX_RUNS) -> SpecFile:
     """Load and validate an experiment file; on any problem print every issue and exit 1."""
     try:
-        return load_spec(file)
+        return load_spec(file, max_runs)
     except SpecError as e:
-        err.print(str(e), highlight=False, markup=False, soft_wrap=True)
-        err.print(f"{len(e.issues)} problem(s) in {file}; nothing was written.", style="red")
+        err.print(printable(str(e)), soft_wrap=True)
+        err.print(f"{len(e.issues)} problem(s) in {printable(str(file))}; nothing was written.", style="red",
+                  soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -73,7 +126,23 @@ def queue_experiment(store: Store, spec: SpecFile, name: str) -> tuple[list[int]
 
 def check_experiment(store: Store, name: str | None) -> None:
     if name is not None and store.experiment(name) is None:
-        fail_plain(f"no experiment {name!r} in {store.path} (see `altui ls`)")
+        fail(f"no experiment {name!r} in {store.path} (see `altui ls`)")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("altui")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def print_version(value: bool) -> None:
+    if value:
+        tell(f"altui {version()}")
+        raise typer.Exit()
 
 
 @app.callback(invoke_without_command=True)
@@ -82,6 +151,8 @@ def main_callback(
     db: Annotated[Path | None, typer.Option(
         "--db", envvar="ALTUI_DB", help="The SQLite store (default runs/altui.db under the working directory)."
     )] = None,
+    _version: Annotated[bool, typer.Option(
+        "--version", callback=print_version, is_eager=True, help="Print altui's version and exit.")] = False,
 ) -> None:
     ctx.obj = {"db": db or DEFAULT_DB}
     if ctx.invoked_subcommand is None:

@@ -86,7 +86,7 @@ def estimate(
     except SpecError as e:  # an unknown experiment
         fail_plain(str(e))
     try:
-        with open_store(ctx) as store:
+        with open_store(ctx, create=True) as store:  # its measurements are cached there
             result = estimate_runs(store, configs, device, gpus, slots, seconds=seconds, remeasure=remeasure,
                                    log=_progress)
     except ConfigError as e:

@@ -41,24 +41,41 @@ def export_table(
     err.print(f"wrote {count} rows to {output}", highlight=False)
 
 
+GAMMA = "gamma"  # Figure 5: not a curve, the |gamma| histograms of the runs' paper layer
+
+
 @app.command("plot")
 def plot_curves(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(
-        metavar="EXPERIMENT|RUN", help="An experiment, or a run id or name.")],
-    metric: Annotated[str, typer.Option(help="accuracy, weight_decay or effective_channels.")] = "accuracy",
+    targets: Annotated[list[str], typer.Argument(
+        metavar="EXPERIMENT|RUN",
+        help="An experiment, or a run id or name; with --metric gamma several, one column each (an "
+             "experiment stands for its WS, WS+init and Entropy+init runs).")],
+    metric: Annotated[str, typer.Option(
+        help="accuracy, weight_decay, effective_channels, or gamma (the paper's Figure 5: |γ| histograms "
+             "of the model's paper layer at the first, a middle and the last round).")] = "accuracy",
     out_file: Annotated[Path | None, typer.Option(
         "--out",  # "\\[": a bracket, not Rich markup
         help="Draw the paper-style figure into FILE.png, .svg or .pdf (needs altui\\[report]).",
     )] = None,
 ) -> None:
-    """Plot a metric: one curve per method (mean over seeds) of an experiment, or one run's curve."""
+    """Plot a metric: one curve per method (mean over seeds) of an experiment, or one run's curve;
+    `--metric gamma` draws the paper's Figure 5 for one or several runs."""
     import shutil
 
     from altui import plotting
 
-    if metric not in plotting.METRICS:
-        fail_plain(f"unknown metric {metric!r}; allowed: {', '.join(plotting.METRICS)}")
+    if metric != GAMMA and metric not in plotting.METRICS:
+        fail_plain(f"unknown metric {metric!r}; allowed: {', '.join([*plotting.METRICS, GAMMA])}")
+    if out_file is not None and out_file.suffix.lower() not in (".png", ".svg", ".pdf"):
+        fail_plain(f"--out {out_file}: allowed: a .png, .svg or .pdf file")
+    if metric == GAMMA:
+        plot_gamma(ctx, targets, out_file)
+        return
+    if len(targets) > 1:
+        fail_plain(f"--metric {metric} plots one EXPERIMENT or RUN, got {len(targets)}; several runs side "
+                   "by side are for --metric gamma")
+    target = targets[0]
     with open_store(ctx) as store:
         if store.experiment(target) is not None:
             series = plotting.experiment_series(store.result_rows(experiment=target), metric)
@@ -75,11 +92,36 @@ def plot_curves(
                                      height=max(15, min(size.lines - 4, 30)), color=sys.stdout.isatty())
         sys.stdout.write(chart + "\n")
         return
-    if out_file.suffix.lower() not in (".png", ".svg", ".pdf"):
-        fail_plain(f"--out {out_file}: allowed: a .png, .svg or .pdf file")
     out_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         plotting.save_figure(series, out_file, title, info.xlabel, info.ylabel)
+    except plotting.MatplotlibMissing as e:
+        fail_plain(str(e))
+    out.print(f"wrote {out_file}", highlight=False)
+
+
+def plot_gamma(ctx: typer.Context, targets: list[str], out_file: Path | None) -> None:
+    """Figure 5: one column per run, in the terminal or into `out_file`."""
+    import shutil
+
+    from altui import figure5, gamma, plotting
+
+    with open_store(ctx) as store:
+        try:
+            columns = [gamma.run_gamma(store, run_id) for run_id in gamma.target_runs(store, targets)]
+        except gamma.GammaError as e:
+            fail_plain(str(e))
+    if out_file is None:
+        size = shutil.get_terminal_size((100, 30))
+        tty = sys.stdout.isatty()
+        rows = max(len(c.panels) for c in columns)
+        height = max(10, min((size.lines - 3) // rows, 16)) if tty else 14  # a file or pipe: no screen to fit
+        chart = figure5.render_text(columns, width=size.columns, row_height=height, color=tty)
+        sys.stdout.write(chart + "\n")
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        figure5.save_figure(columns, out_file)
     except plotting.MatplotlibMissing as e:
         fail_plain(str(e))
     out.print(f"wrote {out_file}", highlight=False)
@@ -105,3 +147,24 @@ def write_report(
         return
     output.write_text(text, encoding="utf-8")
     out.print(f"wrote {output}", highlight=False)
+
+
+@app.command("claims")
+def check_claims(
+    ctx: typer.Context,
+    experiment: Annotated[str, typer.Argument(help="The experiment to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per claim row, in a list.")] = False,
+) -> None:
+    """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""
+    import json
+
+    from altui import claims
+
+    with open_store(ctx) as store:
+        check_experiment(store, experiment)
+        rows = claims.experiment_claims(store, experiment)
+        methods = [r["method"] for r in store.runs(experiment=experiment)]
+    if as_json:
+        sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
+        return
+    sys.stdout.write(claims.markdown(rows, methods))

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from altui.cli.app import app, db_path, fail, open_store, out, queue_experiment, read_spec, tell, wide
-from altui.spec import SpecError
-from altui.store import Store
+from altui.cli.app import (
+    MaxRuns,
+    app,
+    check_experiment,
+    db_path,
+    fail,
+    fail_plain,
+    open_store,
+    out,
+    printable,
+    queue_experiment,
+    read_spec,
+    tell,
+    wide,
+)
+from altui.spec import MAX_RUNS, SpecError
+from altui.store import STATUSES, Store, parse_time
+from altui.tui.format import duration, status_text
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="An experiments.toml file.")]) -> None:
+def validate(file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
+             max_runs: MaxRuns = MAX_RUNS) -> None:
     """Check an experiment file and list the runs it expands to."""
-    spec = read_spec(file)
+    spec = read_spec(file, max_runs)
     for exp in spec.experiments:
-        out.print(f"{exp.name}: {len(exp.runs)} runs")
-    out.print(f"{file}: OK")
+        tell(f"{exp.name}: {len(exp.runs)} runs")
+    tell(f"{file}: OK")
 
 
 class ProgressSink:
@@ -31,7 +51,7 @@ class ProgressSink:
 
     def log(self, message: str, level: str = "info") -> None:
         if level != "info":  # round summaries come from round_done; the store keeps every line
-            self.progress.console.print(f"  {message}", style="yellow", highlight=False)
+            self.progress.console.print(f"  {printable(message)}", style="yellow", soft_wrap=True)
 
     def epoch_done(self, stats) -> None:
         self.progress.update(self.epochs_task, completed=stats.epoch, total=stats.epochs,
@@ -46,55 +66,145 @@ class ProgressSink:
         )
 
 
+@contextlib.contextmanager
+def ctrl_c_seen() -> Iterator[list[int]]:
+    """Remember a Ctrl-C (still a KeyboardInterrupt), to tell it from a cancel by `altui cancel`.
+    Left alone where SIGINT is ignored (`nohup altui run ... &`)."""
+    seen: list[int] = []
+
+    def on_int(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_int)
+    try:
+        yield seen
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+
+
+def requeue_lost(store: Store, name: str) -> None:
+    """Runs of this experiment left `running` by a foreground `altui run` that died without a word
+    (kill -9, a crash): no process id and no heartbeat for the worker's stale time. They are queued
+    again and resume here. A worker's runs carry a pid and are the worker's to recover."""
+    from datetime import datetime, timezone
+
+    from altui.worker import STALE_SECONDS
+
+    for r in store.runs(status="running", experiment=name):
+        beat = parse_time(r["heartbeat_at"])
+        if r["pid"] is None and (beat is None or (datetime.now(timezone.utc) - beat).total_seconds() > STALE_SECONDS):
+            store.finish(r["id"], "queued")
+            store.log(r["id"], f"no heartbeat since {r['heartbeat_at']}: its foreground process is gone; "
+                               "queued again by `altui run`", "warning")
+
+
 @app.command()
 def run(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
     name: Annotated[str, typer.Argument(help="The experiment to run.")],
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: the experiment's).")] = None,
+    max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Run an experiment's runs one after another in the foreground. Ctrl-C cancels the current run
-    and keeps its completed rounds; running the command again resumes it."""
+    and keeps its completed rounds; running the command again resumes it. Exit code 0 when every run
+    is done, 1 when one failed or was cancelled (docs/cli.md lists the others)."""
     from altui import runner
 
-    spec = read_spec(file)
-    with open_store(ctx) as store:
+    spec = read_spec(file, max_runs)
+    try:
+        spec.get(name)  # before the store is opened: a wrong name creates or changes nothing
+    except SpecError as e:
+        fail(str(e))
+    with open_store(ctx, create=True) as store:
         queue_experiment(store, spec, name)
+        requeue_lost(store, name)
         runs = store.runs(experiment=name)
         store.retry([r["id"] for r in runs if r["status"] in ("failed", "cancelled")])
         todo = [r for r in store.runs(experiment=name) if r["status"] == "queued"]
     if not todo:
-        out.print(f"{name}: every run is already done or running (see `altui ls`)")
+        tell(f"{name}: every run is already done or running elsewhere (see `altui ls`)")
         return
+    try:
+        ended = run_in_turn(ctx, todo, device)
+    except runner.Stopped as stop:  # a signal between two runs: none is running
+        raise typer.Exit(128 + (stop.signum or signal.SIGTERM)) from None
+    summary = ", ".join(f"{n} {status}" for status, n in ended.items())
+    tell(f"{name}: finished ({summary}); results in {db_path(ctx)}")
+    if ended["failed"] or ended["cancelled"]:
+        raise typer.Exit(1)
+
+
+def run_in_turn(ctx: typer.Context, todo: list[dict[str, Any]], device: str | None) -> Counter[str]:
+    """Run the queued runs one after another, with progress bars; how many ended how. Ctrl-C and a
+    signal stop the whole command (Exit), a cancel from another shell only its run."""
+    from altui import runner
+
+    ended: Counter[str] = Counter()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=out) as progress:
+    with runner.stop_on_signals(signal.SIGTERM, signal.SIGHUP) as signals, ctrl_c_seen() as ctrl_c, \
+            Progress(*columns, console=out) as progress:
         runs_task = progress.add_task("runs", total=len(todo))
         for r in todo:
             with open_store(ctx) as store:
                 claimed = store.claim(device or "foreground", run_id=r["id"])
             if claimed is None:
-                progress.console.print(f"{r['name']}: taken by a worker, skipped")
+                progress.console.print(f"{printable(r['name'])}: taken by a worker, skipped", soft_wrap=True)
                 progress.advance(runs_task)
                 continue
-            progress.console.print(f"[bold]{r['name']}[/bold]")
+            progress.console.print(printable(r["name"]), style="bold", soft_wrap=True)
             rounds_task = progress.add_task("rounds", total=r["rounds_total"], completed=r["rounds_done"])
             epochs_task = progress.add_task("epochs", total=r["epochs_total"])
             sink = ProgressSink(progress, rounds_task, epochs_task)
             status = runner.execute(db_path(ctx), r["id"], device, observer=sink)
+            ended[status] += 1
+            if status == "queued":  # SIGHUP or SIGTERM: the run is back in the queue, written before any print
+                signum = signals[-1] if signals else signal.SIGTERM
+                with contextlib.suppress(OSError):  # the terminal may be gone
+                    progress.console.print(f"{printable(r['name'])}: stopped by {signal.Signals(signum).name}; "
+                                           "queued again, it resumes with `altui run` or a worker", soft_wrap=True)
+                raise typer.Exit(128 + signum)
             progress.remove_task(rounds_task)
             progress.remove_task(epochs_task)
             progress.advance(runs_task)
             if status == "cancelled":
-                progress.console.print(f"{r['name']}: cancelled; completed rounds are kept")
-                raise typer.Exit(130)
+                progress.console.print(f"{printable(r['name'])}: cancelled; completed rounds are kept", soft_wrap=True)
+                if ctrl_c:
+                    raise typer.Exit(130)
             if status == "failed":
                 with open_store(ctx) as store:
-                    progress.console.print(f"[red]{r['name']}: failed[/red]\n{store.run(r['id'])['error']}")
-    out.print(f"{name}: finished; results in {db_path(ctx)}")
+                    error = store.run(r["id"])["error"] or ""
+                progress.console.print(f"{printable(r['name'])}: failed: {printable(last_line(error))}", style="red",
+                                       soft_wrap=True)
+    return ended
+
+
+def last_line(error: str) -> str:
+    """What went wrong, in one line: a traceback's last line is the exception and its message."""
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    return " ".join(lines[-1].split()) if lines else "(no message)"
 
 
 def fmt(value: object, spec: str = "") -> str:
     return "" if value is None else format(value, spec)
+
+
+LS_FIELDS = ("id", "name", "experiment", "method", "seed", "status", "round", "rounds", "accuracy", "weight_decay",
+             "effective_channels", "eta_seconds", "slurm_job_id", "node")
+
+
+def ls_row(run: dict, eta: float | None) -> dict:
+    """A run as `altui ls --json` lists it (docs/cli.md)."""
+    return {"id": run["id"], "name": run["name"], "experiment": run["experiment"], "method": run["method"],
+            "seed": run["seed"], "status": run["status"], "round": run["rounds_done"], "rounds": run["rounds_total"],
+            "accuracy": run["accuracy"], "weight_decay": run["weight_decay"],
+            "effective_channels": run["effective_channels"],
+            "eta_seconds": None if eta is None else round(eta, 1), "slurm_job_id": run.get("slurm_job_id"),
+            "node": run.get("node")}
 
 
 @app.command("ls")
@@ -102,20 +212,46 @@ def list_runs(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list of objects (fields: docs/cli.md).")] = False,
 ) -> None:
-    """List runs with status, round r/R and the last accuracy."""
+    """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
+    import json
+
+    from altui.estimate import queue_finish
+    from altui.worker import worker_status
+
+    if status is not None and status not in STATUSES:
+        fail_plain(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
+    if not db_path(ctx).exists():  # nothing was ever queued there: say so, create nothing
+        if experiment is not None:
+            fail(f"no experiment {experiment!r} in {db_path(ctx)} (see `altui ls`)")
+        wide.print("[]" if as_json else printable(f"no runs in {db_path(ctx)}"))
+        return
     with open_store(ctx) as store:
-        rows = store.runs(status=status, experiment=experiment)
+        check_experiment(store, experiment)
+        everything = store.runs()
+        throughput = store.measured_throughput()
+    worker = worker_status(db_path(ctx))
+    eta = queue_finish(everything, throughput, max(1, len((worker or {}).get("slots") or [])))
+    rows = [r for r in everything if (status is None or r["status"] == status)
+            and (experiment is None or r["experiment"] == experiment)]
+    if as_json:
+        out_json = json.dumps([ls_row(r, eta.get(r["id"], 0.0)) for r in rows], indent=2)
+        tell(out_json)
+        return
+    slurm = any(r.get("slurm_job_id") for r in rows)
     table = Table(box=None, header_style="bold")
-    for col in ("id", "name", "status", "round", "labeled", "accuracy", "lambda_t", "eff.ch", "attempt"):
+    columns = ["id", "name", "status", "round", "labeled", "accuracy", "lambda_t", "eff.ch", "ETA", "attempt"]
+    for col in columns + (["job", "node"] if slurm else []):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            str(r["id"]), r["name"], r["status"], f"{r['rounds_done']}/{r['rounds_total']}",
+            str(r["id"]), printable(r["name"]), status_text(r), f"{r['rounds_done']}/{r['rounds_total']}",
             fmt(r["n_labeled"]), fmt(r["accuracy"], ".4f"), fmt(r["weight_decay"], ".3g"),
-            fmt(r["effective_channels"]), str(r["attempt"]),
+            fmt(r["effective_channels"]), duration(eta.get(r["id"])), str(r["attempt"]),
+            *([r.get("slurm_job_id") or "", r.get("node") or ""] if slurm else []),
         )
-    wide.print(table if rows else f"no runs in {db_path(ctx)}")
+    wide.print(table if rows else printable(f"no runs in {db_path(ctx)}"))
 
 
 def id_ranges(ids: list[int]) -> str:
@@ -134,11 +270,12 @@ def queue_runs(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
     names: Annotated[list[str] | None, typer.Argument(help="Experiments to queue (default: all).")] = None,
+    max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Queue experiments' runs for the worker. Runs already in the store are left as they are."""
     from altui.worker import worker_status
 
-    spec = read_spec(file)
+    spec = read_spec(file, max_runs)
     names = names or [e.name for e in spec.experiments]
     for name in names:  # check every name before writing anything
         try:
@@ -146,7 +283,7 @@ def queue_runs(
         except SpecError as e:
             fail(str(e))
     added = 0
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         for name in names:
             ids, existing = queue_experiment(store, spec, name)
             added += len(ids)
@@ -156,28 +293,77 @@ def queue_runs(
         tell("no worker is running: start one with `altui worker start`")
 
 
-def change_runs(ctx: typer.Context, refs: list[str], change: str) -> None:
-    """Cancel or retry runs by id or name, saying for each whether it changed."""
+def change_runs(ctx: typer.Context, refs: list[str], change: str, experiment: str | None = None,
+                status: str | None = None) -> None:
+    """Cancel, retry or restart runs by id or name, or every run of an experiment and/or status,
+    saying for each whether it changed."""
+    allowed = ("queued", "running") if change == "cancel" else ("failed", "cancelled")
+    if refs and (experiment or status):
+        fail_plain(f"{change}: give run ids or names, or --experiment/--status, not both")
+    if not refs and not (experiment or status):
+        fail_plain(f"{change}: give run ids or names, or --experiment NAME and/or --status STATUS")
+    if status is not None and status not in allowed:
+        fail_plain(f"{change} --status {status!r}: allowed: {', '.join(allowed)}")
     with open_store(ctx) as store:
-        ids = store.resolve(refs)
-        changed = store.cancel(ids) if change == "cancel" else store.retry(ids)
-        done = "cancelled" if change == "cancel" else "queued again"
+        if refs:
+            ids = store.resolve(refs)
+        else:
+            check_experiment(store, experiment)
+            ids = store.select_runs(experiment, [status] if status else allowed)
+            if not ids:
+                where = f" of {printable(experiment)}" if experiment else ""
+                tell(f"no {status or ' or '.join(allowed)} runs{where}: nothing to {change}")
+                return
+        act: dict[str, Any] = {"cancel": store.cancel, "retry": store.retry, "restart": store.restart}
+        changed = act[change](ids)
+        done = {"cancel": "cancelled", "retry": "queued again",
+                "restart": "queued again from round 0 (its recorded rounds are deleted)"}[change]
         for rid in ids:
             r = store.run(rid)
             note = done if rid in changed else f"not changed: it is {r['status']}"
             tell(f"{rid} {r['name']}: {note}")
+            if change == "cancel" and rid in changed and r["slurm_job_id"]:
+                tell(f"{rid} {r['name']}: {scancel_job(r['slurm_job_id'])}")
+
+
+def scancel_job(job_id: str) -> str:
+    """scancel a cancelled run's Slurm job now, so it stops even when no worker runs."""
+    from altui.executors.slurm import SlurmError, scancel
+
+    try:
+        scancel([job_id])
+    except SlurmError as e:
+        return f"scancel of Slurm job {job_id} failed ({e}); the worker retries it"
+    return f"Slurm job {job_id} cancelled (scancel)"
+
+
+RUNS_ARGUMENT = typer.Argument(help="Run ids or names (or use --experiment / --status).", show_default=False)
 
 
 @app.command()
-def cancel(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
+def cancel(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, RUNS_ARGUMENT] = None,
+    experiment: Annotated[str | None, typer.Option(help="Every queued or running run of this experiment.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued or running.")] = None,
+) -> None:
     """Cancel queued or running runs; a running one stops within seconds and keeps its rounds."""
-    change_runs(ctx, runs, "cancel")
+    change_runs(ctx, runs or [], "cancel", experiment, status)
 
 
 @app.command()
-def retry(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Run ids or names.")]) -> None:
-    """Queue failed or cancelled runs again; they resume after their last completed round."""
-    change_runs(ctx, runs, "retry")
+def retry(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, RUNS_ARGUMENT] = None,
+    experiment: Annotated[str | None, typer.Option(help="Every failed or cancelled run of this experiment.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: failed or cancelled.")] = None,
+    from_scratch: Annotated[bool, typer.Option(
+        "--from-scratch", help="Delete the runs' recorded rounds, epochs, channels, picks and gammas and start "
+                               "again at round 0 (for a run whose checkpoint is missing or damaged).")] = False,
+) -> None:
+    """Queue failed or cancelled runs again; they resume after their last completed round, or start
+    over with --from-scratch."""
+    change_runs(ctx, runs or [], "restart" if from_scratch else "retry", experiment, status)
 
 
 @app.command()
@@ -193,7 +379,8 @@ def resume(ctx: typer.Context) -> None:
     """Resume the queue."""
     with open_store(ctx) as store:
         store.set_paused(False)
-    tell("queue resumed")
+        reason = store.pause_reason()
+    tell("queue resumed" if reason is None else f"queue resumed, but still paused: {reason}")
 
 
 def print_events(store: Store, run_id: int, after: int) -> int:

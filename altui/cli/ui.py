@@ -32,7 +32,7 @@ def demo(
     from altui.worker import WorkerError, start_worker, worker_status
 
     spec = read_spec(file)
-    with open_store(ctx) as store:
+    with open_store(ctx, create=True) as store:
         ids, existing = queue_experiment(store, spec, experiment)
     out.print(f"{experiment}: queued {len(ids)} new run(s), {existing} already in {db_path(ctx)}",
               highlight=False)
@@ -46,5 +46,5 @@ def demo(
         out.print(f"started a worker (pid {status.get('pid')}); log: {status.get('log')}", highlight=False)
     else:
         out.print(f"a worker is already running (pid {status['pid']})", highlight=False)
-    out.print("opening the dashboard; quitting it (ctrl+q) leaves the runs going", highlight=False)
+    out.print("opening the dashboard; quitting it (q) leaves the runs going", highlight=False)
     run_ui(db_path(ctx), file)

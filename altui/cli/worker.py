@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, db_path, fail, open_store, tell
+from altui.cli.app import app, db_path, fail, fail_plain, open_store, tell
 
 worker_app = typer.Typer(help="The background worker that runs queued runs (docs/worker.md).",
                          no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
+
+
+SLURM = "Slurm executor (saved for the next start; docs/worker.md)"
 
 
 @worker_app.command("start")
@@ -22,40 +25,69 @@ def worker_start(
     )] = "auto",
     max_attempts: Annotated[int, typer.Option(min=1, help="Starts of a run before a crash fails it.")] = 3,
     foreground: Annotated[bool, typer.Option("--foreground", help="Serve in this terminal.")] = False,
+    executor: Annotated[str | None, typer.Option(
+        help="local (subprocesses here) or slurm (one Slurm job per run); default: the last start's.")] = None,
+    max_jobs: Annotated[int | None, typer.Option(
+        min=1, help="Slurm jobs in flight at most (default 8).", rich_help_panel=SLURM)] = None,
+    partition: Annotated[str | None, typer.Option(help="sbatch --partition.", rich_help_panel=SLURM)] = None,
+    time: Annotated[str | None, typer.Option(
+        help="Time limit per job: minutes, hours:minutes:seconds or days-hours:minutes:seconds.",
+        rich_help_panel=SLURM)] = None,
+    gpus_per_job: Annotated[int | None, typer.Option(
+        min=0, help="GPUs per job (default 1; 0: CPU jobs).", rich_help_panel=SLURM)] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(
+        min=1, help="sbatch --cpus-per-task.", rich_help_panel=SLURM)] = None,
+    mem: Annotated[str | None, typer.Option(help="sbatch --mem, e.g. 16G.", rich_help_panel=SLURM)] = None,
+    account: Annotated[str | None, typer.Option(help="sbatch --account.", rich_help_panel=SLURM)] = None,
+    qos: Annotated[str | None, typer.Option(help="sbatch --qos.", rich_help_panel=SLURM)] = None,
+    constraint: Annotated[str | None, typer.Option(help="sbatch --constraint.", rich_help_panel=SLURM)] = None,
+    slurm_arg: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE passed to submitit (repeatable); replaces the saved list.", rich_help_panel=SLURM)] = None,
 ) -> None:
     """Start the worker in the background (it outlives the terminal and SSH); no-op if one runs."""
     from altui.worker import WorkerError, start_worker, worker_status
 
     db = db_path(ctx)
+    slurm = {"max_jobs": max_jobs, "partition": partition, "time": time, "gpus_per_job": gpus_per_job,
+             "cpus_per_job": cpus_per_job, "mem": mem, "account": account, "qos": qos, "constraint": constraint,
+             "slurm_args": slurm_arg}
     running = worker_status(db)
     if running is None and foreground:
-        tell(f"serving {db} in the foreground; Ctrl-C stops the worker and requeues its runs")
+        with open_store(ctx) as store:
+            slurm_jobs = (executor or store.settings().get("executor")) == "slurm"
+        tell(f"serving {db} in the foreground; Ctrl-C stops the worker and "
+             + ("leaves its Slurm jobs running" if slurm_jobs else "requeues its runs"))
     try:
-        started = running is None and start_worker(db, gpus, slots_per_gpu, not foreground, max_attempts)
+        started = running is None and start_worker(db, gpus, slots_per_gpu, not foreground, max_attempts,
+                                                   executor, slurm)
     except WorkerError as e:
-        fail(str(e))
+        fail_plain(str(e))
     status = worker_status(db) if running is None else running
     if not started:
         tell(f"a worker is already running for {db} (pid {status['pid'] if status else '?'})")
     elif not foreground:
-        tell(f"worker started (pid {status['pid'] if status else '?'}); log: {db.parent / 'worker.log'}")
+        via = f"; Slurm executor: {status['slurm']}" if status and status["slurm"] else ""
+        tell(f"worker started (pid {status['pid'] if status else '?'}){via}; log: {db.parent / 'worker.log'}")
 
 
 @worker_app.command("stop")
 def worker_stop(ctx: typer.Context) -> None:
-    """Stop the worker. Its runs are requeued and resume from their last round at the next start."""
+    """Stop the worker. Its runs are requeued and resume from their last round at the next start
+    (with the Slurm executor, its jobs go on and the next start re-attaches to them)."""
     from altui.worker import WorkerError, stop_worker, worker_status
 
     status = worker_status(db_path(ctx))
     if status is None:
         tell(f"no worker is running for {db_path(ctx)}")
         return
-    tell(f"stopping the worker (pid {status['pid']}) and its runs ...")
+    slurm = status["executor"] == "slurm"
+    tell(f"stopping the worker (pid {status['pid']})" + (" ..." if slurm else " and its runs ..."))
     try:
         stop_worker(db_path(ctx))
     except WorkerError as e:
         fail(str(e))
-    tell("worker stopped; its runs are queued and resume when a worker starts")
+    tell("worker stopped; its Slurm jobs go on, and the next `altui worker start` re-attaches to them" if slurm
+         else "worker stopped; its runs are queued and resume when a worker starts")
 
 
 @worker_app.command("status")
@@ -68,15 +100,20 @@ def worker_show(ctx: typer.Context) -> None:
 
     status = worker_status(db_path(ctx))
     with open_store(ctx) as store:
-        counts = {s: len(store.runs(status=s)) for s in ("running", "queued")}
-    queue = f"queue: {counts['running']} running, {counts['queued']} queued" + (
-        " (paused)" if status and status["paused"] else "")
+        running, queued = store.runs(status="running"), store.runs(status="queued")
+        reason = store.pause_reason()
+    pending = sum(r["slurm_job_id"] is not None for r in queued)  # queued with a job: pending in Slurm
+    in_slurm = f" ({pending} pending in Slurm)" if pending else ""
+    queue = f"queue: {len(running)} running, {len(queued)} queued{in_slurm}" + (
+        f" (paused: {reason})" if reason else "")
     if status is None:
         tell(f"no worker is running for {db_path(ctx)}; {queue}")
         return
     beat = parse_time(status["heartbeat"])
     age = f"{(datetime.now(timezone.utc) - beat).total_seconds():.0f} s ago" if beat else "not yet"
+    where = (f"executor: slurm, {status['slurm']}" if status["executor"] == "slurm"
+             else f"slots: {', '.join(status['slots']) or 'starting'}")
     tell(f"worker pid {status['pid']}, started {status['started']}, heartbeat {age}\n"
-         f"slots: {', '.join(status['slots']) or 'starting'}"
-         + (f" ({status['slots_choice']})" if status.get("slots_choice") else "")
+         f"{where}"
+         + (f" ({status['slots_choice']})" if status.get("slots_choice") and status["executor"] != "slurm" else "")
          + f"\n{queue}\nlog: {status['log']}")

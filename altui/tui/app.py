@@ -8,18 +8,20 @@ dashboard never stops a run.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from altui.tui.backend import Backend, Clock, Snapshot, utc_now
 from altui.tui.messages import ActionDone, SnapshotReady
-from altui.tui.screens.help import HelpScreen
 from altui.tui.screens.main import MainScreen
 from altui.tui.screens.run import RunScreen
 
@@ -29,12 +31,13 @@ POLL_SECONDS = 1.0
 class AltuiApp(App[None]):
     CSS_PATH = "altui.tcss"
     TITLE = "altui"
-    ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
-        Binding("p", "toggle_pause", "pause"),
-        Binding("w", "start_worker", "worker"),
-        Binding("question_mark", "help", "help"),
-        Binding("ctrl+q", "quit", "quit", priority=True),
+        Binding("q", "quit", "quit", tooltip="quit the dashboard; the runs go on in the worker"),
+        Binding("ctrl+q", "quit", "quit", show=False, priority=True, tooltip="quit; the runs go on"),
+        Binding("p", "toggle_pause", "pause", show=False,
+                tooltip="pause or resume the queue (running runs go on)"),
+        Binding("w", "start_worker", "worker", show=False, tooltip="start a worker for this store"),
+        Binding("question_mark", "toggle_keys", "keys", tooltip="show or hide the keys of what has focus"),
     ]
 
     def __init__(self, backend: Backend, poll_seconds: float = POLL_SECONDS) -> None:
@@ -46,6 +49,7 @@ class AltuiApp(App[None]):
         self._polling = False
         self._poll_again = False
         self._timer: Timer | None = None
+        self.quit_notice = ""  # what the terminal says after quitting
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
@@ -73,7 +77,11 @@ class AltuiApp(App[None]):
         self.error = None
         for screen in self.screen_stack:
             if isinstance(screen, (MainScreen, RunScreen)) and screen.is_mounted:
-                screen.apply(message.snapshot)
+                try:
+                    screen.apply(message.snapshot)
+                except NoMatches:  # a poll that ends while the app closes finds its widgets gone
+                    if not self._exit:
+                        raise
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
@@ -90,9 +98,11 @@ class AltuiApp(App[None]):
             WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
         ):
             self._polling = False
-            delay = 0 if self._poll_again else self.poll_seconds
-            self._poll_again = False
-            self._timer = self.set_timer(delay, self.poll_now)
+            if self._poll_again:  # asked for while this one ran: at once (a 0 s timer would divide by 0)
+                self._poll_again = False
+                self.call_later(self.poll_now)
+            else:
+                self._timer = self.set_timer(self.poll_seconds, self.poll_now)
 
     def redraw_status(self) -> None:
         if self.snapshot is not None and isinstance(self.screen, (MainScreen, RunScreen)):
@@ -119,9 +129,54 @@ class AltuiApp(App[None]):
     def action_start_worker(self) -> None:
         self.act(self.backend.start_worker)
 
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+    def action_toggle_keys(self) -> None:
+        """Textual's key panel, built from the bindings of what has focus."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def action_quit(self) -> None:
+        """Quit; the worker's runs go on, and the terminal says so once the dashboard has gone."""
+        self.quit_notice = quit_notice(self.snapshot)
+        self.exit(message=self.quit_notice)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p) offers every action of the screen's keys, and Textual's own."""
+        seen = set()
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if binding.system or not binding.description or (active.node, binding.action) in seen \
+                    or not ours(active.node, binding):  # a table's cursor keys are not actions
+                continue
+            seen.add((active.node, binding.action))
+            title = binding.description[0].upper() + binding.description[1:]
+            help_text = f"{self.get_key_display(binding)}: {binding.tooltip or binding.description}"
+            yield SystemCommand(title, help_text, partial(self.run_action, binding.action, active.node),
+                                discover=active.enabled)
+        yield from (c for c in super().get_system_commands(screen) if c.title not in ("Quit", "Keys"))
+
+
+def ours(node: object, binding: Binding) -> bool:
+    """Whether `binding` is one of altui's own (declared by a class of this package)."""
+    return any(cls.__module__.startswith("altui.") and any(
+        b.action == binding.action for b in getattr(cls, "BINDINGS", []) if isinstance(b, Binding))
+        for cls in type(node).__mro__)
+
+
+def quit_notice(snapshot: Snapshot | None) -> str:
+    """What goes on after the dashboard closes: the worker's runs, or the runs that wait for one."""
+    if snapshot is None:
+        return "altui: the dashboard closed; `altui` opens it again"
+    running = sum(r["status"] == "running" for r in snapshot.runs)
+    queued = sum(r["status"] == "queued" for r in snapshot.runs)
+    if snapshot.worker is not None:
+        what = f"with {running} running and {queued} queued run(s)" if running or queued else "waiting for runs"
+        return f"altui: the dashboard closed; the worker (pid {snapshot.worker.get('pid')}) goes on {what}. " \
+               "`altui` opens the dashboard again."
+    if queued:
+        return f"altui: the dashboard closed; {queued} queued run(s) wait for a worker: `altui worker start`"
+    return "altui: the dashboard closed; `altui` opens it again"
 
 
 def create_app(

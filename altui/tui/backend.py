@@ -7,16 +7,19 @@ dashboard never holds a read transaction open that would stop the WAL from being
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from altui.estimate import Estimate, estimate, queue_finish
 from altui.spec import SpecError, SpecFile, load_spec
 from altui.store import Store
 
 Clock = Callable[[], datetime]
+THROUGHPUT_SECONDS = 10.0
 
 
 def utc_now() -> datetime:
@@ -58,6 +61,33 @@ class Snapshot:
     experiments: ExperimentsState
     taken_at: datetime
     detail: RunDetail | None = None
+    throughput: dict[tuple[str, int], float] = field(default_factory=dict)  # Store.measured_throughput()
+    eta: dict[int, float | None] = field(default_factory=dict)  # estimate.queue_finish: queued and running runs
+
+    @property
+    def slots(self) -> int:
+        """How many runs the worker runs at once (one when no worker runs: what starting one gives)."""
+        return max(1, len((self.worker or {}).get("slots") or []))
+
+    def experiment_eta(self, experiment: str | None = None) -> float | None:
+        """Seconds until the experiment's runs (all runs when None) are done; 0 when none waits,
+        None when a time is not measured yet."""
+        times = [self.eta.get(r["id"]) for r in self.runs if r["status"] in ("queued", "running")
+                 and (experiment is None or r["experiment"] == experiment)]
+        if not times:
+            return 0.0
+        return None if None in times else max(times)
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """What queueing experiments would add, for the confirmation: new runs and their estimate."""
+
+    names: list[str]
+    new: dict[str, int]  # experiment -> runs not in the store yet
+    existing: int
+    estimate: Estimate
+    slots: int
 
 
 def issue_text(issue: Any) -> str:
@@ -79,6 +109,7 @@ class Backend:
         # Touched only by the polling thread (polls never overlap).
         self._spec_state: ExperimentsState | None = None
         self._curves: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+        self._speed: tuple[float, dict[tuple[str, int], float]] | None = None
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -92,8 +123,18 @@ class Backend:
             detail = None if row is None else RunDetail(
                 row, curves[row["id"]], store.channels(row["id"]), store.events(row["id"], limit=50)
             )
+            throughput = self._throughput(store)
         experiments = self.read_experiments()
-        return Snapshot(runs, curves, paused, self.worker_status(), experiments, self.clock(), detail)
+        worker = self.worker_status()
+        snapshot = Snapshot(runs, curves, paused, worker, experiments, self.clock(), detail, throughput)
+        return replace(snapshot, eta=queue_finish(runs, throughput, snapshot.slots))
+
+    def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
+        """Store.measured_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""
+        now = time.monotonic()
+        if self._speed is None or now - self._speed[0] >= THROUGHPUT_SECONDS:
+            self._speed = (now, store.measured_throughput())
+        return self._speed[1]
 
     def _rounds(self, store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
         """A run's rounds, read again only when it has recorded a new one (rounds never change)."""
@@ -134,10 +175,25 @@ class Backend:
 
     # ---- actions: each returns a line for the user ---------------------------------------------
 
+    def plan_queue(self, names: list[str], snapshot: Snapshot) -> QueuePlan:
+        """What queueing `names` adds (runs not in the store yet) and how long they take at the
+        measured throughput on the worker's slots."""
+        spec = load_spec(self.experiments)  # SpecError: the pane already lists the problems
+        stored = {r["name"] for r in snapshot.runs}
+        new: dict[str, int] = {}
+        configs = []
+        for name in names:
+            fresh = [r for r in spec.get(name).runs if r.name not in stored]
+            new[name] = len(fresh)
+            configs += [r.config for r in fresh]
+        existing = sum(len(spec.get(n).runs) for n in names) - len(configs)
+        return QueuePlan(names, new, existing, estimate(configs, snapshot.throughput, snapshot.slots),
+                         snapshot.slots)
+
     def queue(self, names: list[str]) -> str:
         if not names:
             return "no experiment to queue: highlight one in the experiments pane"
-        spec = load_spec(self.experiments)  # SpecError: the pane already lists the problems
+        spec = load_spec(self.experiments)
         added = existing = 0
         with Store(self.db) as store:
             for name in names:

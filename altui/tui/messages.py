@@ -24,4 +24,4 @@ class ActionDone(Message):
 
 
 class MarksChanged(Message):
-    """Runs or experiments were marked or unmarked (space)."""
+    """Runs or experiments were marked or unmarked (space, *), or runs plotted or not (o)."""

@@ -15,6 +15,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from altui.store import parse_time
 from altui.tui.backend import RunDetail, Snapshot
+from altui.tui.format import CANCELLABLE, RETRYABLE, job_text, run_target, status_text
+from altui.tui.screens.confirm import ConfirmScreen
 from altui.tui.widgets.plot import PlotWidget
 from altui.tui.widgets.status import StatusLine
 
@@ -48,12 +50,13 @@ def layers_to_plot(table: dict[str, dict[int, tuple[int, int]]]) -> list[str]:
 
 
 class RunScreen(Screen):
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # short terminals: a shorter log
     BINDINGS = [
-        Binding("escape", "back", "back"),
-        Binding("left", "round(-1)", "round-", priority=True),
-        Binding("right", "round(1)", "round+", priority=True),
-        Binding("c", "cancel", "cancel"),
-        Binding("r", "retry", "retry"),
+        Binding("escape", "back", "back", tooltip="back to the main screen"),
+        Binding("left", "round(-1)", "round-", priority=True, tooltip="the histograms of the previous round"),
+        Binding("right", "round(1)", "round+", priority=True, tooltip="the histograms of the next round"),
+        Binding("c", "cancel", "cancel", tooltip="cancel this run (asks first)"),
+        Binding("r", "retry", "retry", tooltip="retry this run (asks first)"),
     ]
 
     app: AltuiApp
@@ -83,7 +86,9 @@ class RunScreen(Screen):
     def apply(self, snapshot: Snapshot) -> None:
         detail = snapshot.detail if snapshot.detail and snapshot.detail.run["id"] == self.run_id else None
         run = detail.run if detail else None
-        title = f"#{self.run_id} {run['name']} · {run['status']}" if run else f"run #{self.run_id}"
+        title = f"#{self.run_id} {run['name']} · {status_text(run)}" if run else f"run #{self.run_id}"
+        if run and job_text(run):
+            title += f" · job {job_text(run)}"
         self.query_one("#status", StatusLine).show(snapshot, title, self.app.error)
         if detail is None:
             return
@@ -160,12 +165,31 @@ class RunScreen(Screen):
         self.show_channels(self.detail)
         self.show_round(self.detail)
 
+    def _change(self, verb: str, allowed: tuple[str, ...]) -> None:
+        run = self.detail.run if self.detail else None
+        if run is None:
+            return
+        if run["status"] not in allowed:
+            self.notify(f"nothing to {verb}: run #{run['id']} is {status_text(run)} "
+                        f"(only {' or '.join(allowed)} runs can be)")
+            return
+        action = self.app.backend.cancel if verb == "cancel" else self.app.backend.retry
+        note = ("Completed rounds are kept; a running run stops within seconds." if verb == "cancel"
+                else "It resumes after its last completed round.")
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.app.act(action, [run["id"]])
+
+        self.app.push_screen(ConfirmScreen(f"{verb.capitalize()} run #{run['id']} (this run)?", [run_target(run)],
+                                           note, verb), answered)
+
+    def action_cancel(self) -> None:
+        self._change("cancel", CANCELLABLE)
+
+    def action_retry(self) -> None:
+        self._change("retry", RETRYABLE)
+
     def action_back(self) -> None:
         self.app.backend.detail_run = None  # polls stop reading this run's details
         self.dismiss()
-
-    def action_cancel(self) -> None:
-        self.app.act(self.app.backend.cancel, [self.run_id])
-
-    def action_retry(self) -> None:
-        self.app.act(self.app.backend.retry, [self.run_id])

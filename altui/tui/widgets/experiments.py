@@ -1,4 +1,6 @@
-"""The experiments pane: experiments of experiments.toml with their run counts, or its problems."""
+"""The experiments pane: "all", then the experiments of experiments.toml (and those only in the
+store) with done/total and an ETA each, or the file's problems. The highlighted one filters the
+runs table; enter or `a` queues it."""
 
 from __future__ import annotations
 
@@ -12,46 +14,61 @@ from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
-from altui.tui.backend import ExperimentsState
+from altui.tui.backend import ExperimentsState, Snapshot
+from altui.tui.format import duration, short_names
 from altui.tui.messages import MarksChanged
+
+ALL = ""  # the row key of "all experiments"
+
+
+def eta_cell(seconds: float | None) -> str:
+    """An experiment's time left: blank when nothing waits, ? when not measured yet."""
+    if seconds is None:
+        return "?"
+    return duration(seconds) if seconds > 0 else ""
 
 
 class ExperimentsTable(DataTable):
     BINDINGS = [
-        Binding("space", "toggle_mark", "mark", show=False),
-        Binding("enter", "select_cursor", "means"),
+        Binding("space", "toggle_mark", "mark", tooltip="mark the experiment for `a` (several)"),
+        Binding("enter", "select_cursor", "queue", tooltip="queue the experiment's runs (asks first)"),
     ]
+    DEFAULT_CSS = "ExperimentsTable { scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self.marked: set[str] = set()
-        self.name_width = 20
+        self.queueable: set[str] = set()  # the experiments of experiments.toml
+        self.short: dict[str, str] = {}
 
-    def on_mount(self) -> None:
-        self.add_column("experiment", key="name")
-        self.add_column("runs", key="runs")
+    def set_columns(self, name_width: int, count_width: int, eta_width: int) -> None:
+        """Columns of fixed widths (auto widths go stale when a DataTable is cleared and refilled)."""
+        self.clear(columns=True)
+        self.add_column("experiment", width=name_width + 1, key="name")
+        self.add_column("done", width=count_width, key="runs")
+        self.add_column("ETA", width=eta_width, key="eta")
 
     @property
     def highlighted_name(self) -> str | None:
+        """The highlighted experiment; None on the "all" row."""
         if not self.row_count:
             return None
-        return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
+        return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value or None
 
     def action_toggle_mark(self) -> None:
         name = self.highlighted_name
-        if name is None:
+        if name is None or name not in self.queueable:
+            self.app.bell()
             return
         self.marked ^= {name}
-        self.update_cell(name, "name", name_cell(name, name in self.marked, self.name_width))
+        self.update_cell(name, "name", self.name_cell(name))
         self.post_message(MarksChanged())
 
-
-def name_cell(name: str, marked: bool, width: int) -> Text:
-    """The name cut to fit, keeping both ends: `cifar100-r…k1000` still tells experiments apart."""
-    if len(name) > width:
-        head = (width - 1) * 2 // 3
-        name = name[:head] + "…" + name[len(name) - (width - 1 - head):]
-    return Text.assemble(("●" if marked else " ", "bold magenta"), name)
+    def name_cell(self, name: str) -> Text:
+        if name == ALL:
+            return Text(" all", style="bold")
+        style = "" if name in self.queueable else "dim"  # only in the store: not in the file
+        return Text.assemble(("●" if name in self.marked else " ", "bold magenta"), (self.short[name], style))
 
 
 class ExperimentsPane(Vertical):
@@ -60,8 +77,9 @@ class ExperimentsPane(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state: ExperimentsState | None = None
-        self.rows: list[tuple[str, str]] = []  # (name, runs: "done/total" once some are in the store)
-        self._runs: list[dict[str, Any]] = []
+        self.rows: list[tuple[str, str, str]] = []  # (name, done/total, ETA); "" is "all"
+        self._snapshot: Snapshot | None = None
+        self._layout: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield ExperimentsTable(id="experiments-table")
@@ -72,35 +90,50 @@ class ExperimentsPane(Vertical):
         return self.query_one(ExperimentsTable)
 
     def targets(self) -> list[str]:
-        """The experiments `q` queues: the marked ones, else the highlighted one."""
+        """The experiments `a` queues: the marked ones, else the highlighted one (not "all")."""
         table = self.table
         if table.marked:
-            return [name for name, _ in self.rows if name in table.marked]
-        return [] if table.highlighted_name is None else [table.highlighted_name]
+            return [name for name, _, _ in self.rows if name in table.marked]
+        name = table.highlighted_name
+        return [name] if name in table.queueable else []
 
     def on_resize(self) -> None:
-        if self.state is not None:
-            self.show(self.state, self._runs)
+        if self._snapshot is not None:
+            self.show(self._snapshot)
 
-    def show(self, state: ExperimentsState, runs: list[dict[str, Any]]) -> None:
-        self.state, self._runs = state, runs
+    def show(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        state, runs = snapshot.experiments, snapshot.runs
+        self.state = state
+        in_file = [e.name for e in state.experiments]
+        names = in_file + sorted({r["experiment"] for r in runs} - set(in_file))
         done = Counter(r["experiment"] for r in runs if r["status"] == "done")
         stored = Counter(r["experiment"] for r in runs)
-        rows = [(e.name, f"{done[e.name]}/{e.runs}" if stored[e.name] else str(e.runs))
-                for e in state.experiments]
+        total = {e.name: e.runs for e in state.experiments}
+        rows = [(ALL, f"{sum(done.values())}/{len(runs)}", eta_cell(snapshot.experiment_eta()))]
+        rows += [(n, f"{done[n]}/{max(total.get(n, 0), stored[n])}", eta_cell(snapshot.experiment_eta(n)))
+                 for n in names]
         table = self.table
-        width = max(10, self.size.width - 11)  # what the runs column and the paddings leave
-        if rows != self.rows or width != table.name_width:
-            current = table.highlighted_name
-            table.name_width = width
-            table.marked &= {name for name, _ in rows}
-            table.clear()
-            for name, count in rows:
-                table.add_row(name_cell(name, name in table.marked, width), count, key=name)
-            names = [name for name, _ in rows]
-            if current in names:
-                table.move_cursor(row=names.index(current), animate=False)
-            self.rows = rows
+        table.queueable = set(in_file)
+        counts = max(len(r[1]) for r in rows)
+        etas = max([3, *(len(r[2]) for r in rows)])
+        width = max(6, self.size.width - counts - etas - 8)  # paddings, the mark, the scrollbar
+        layout = (width, counts, etas)
+        if rows != self.rows or layout != self._layout:
+            table.short = short_names(names, width)
+            current = table.highlighted_name or ALL
+            table.marked &= set(in_file)
+            if layout != self._layout:
+                table.set_columns(max([9, *(len(s) for s in table.short.values())]),
+                                  max(counts, 4), etas)
+            else:
+                table.clear()
+            for name, count, eta in rows:
+                table.add_row(table.name_cell(name), count, eta, key=name)
+            keys = [name for name, _, _ in rows]
+            if current in keys:
+                table.move_cursor(row=keys.index(current), animate=False)
+            self.rows, self._layout = rows, layout
         issues = self.query_one("#experiments-issues", Static)
         if state.issues:
             head = f"{state.path}: {len(state.issues)} problem(s)"

@@ -1,7 +1,9 @@
-"""PlotWidget: a plotext chart in a Static. Every plotext call of the dashboard is in this module.
+"""PlotWidget: the dashboard's one chart widget, a textual-plotext plot with its title and legend
+outside the data. altui.plotting draws (the same axes, markers and notes as `altui plot`).
 
-The widget holds what it draws as plain data (`series`, `bands`, `title`), so tests read what a plot
-shows without parsing characters; it draws again when the data or its size changes.
+The widget holds what it draws as plain data (`series`, `bands`, `vlines`, `title`, `legend`), so
+tests read what a plot shows without parsing characters; it draws again when the data or its size
+changes.
 """
 
 from __future__ import annotations
@@ -9,97 +11,117 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-import plotext as plt
 from rich.text import Text
-from textual.widgets import Static
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
 
-from altui.plotting import _PLOTEXT as PLOTEXT_LOCK  # plotext draws on one global figure
-
-# 256-colour palette codes, distinct on dark and light backgrounds.
-COLORS = (39, 208, 76, 197, 220, 141, 51, 244)
+from altui.plotting import COLORS, LegendEntry, draw_chart, legend_entries
 
 Kind = Literal["line", "bar"]
+RIGHT_LEGEND_WIDTH = 60  # from this width on, the legend is a column right of the data; else lines below
+LEGEND_LINES = 3
+MIN_ROWS = 5  # rows of data a legend below may leave
 
 
-class PlotWidget(Static):
-    """One chart: line series (optionally with a low/high band each) or one bar series."""
+class PlotWidget(PlotextPlot):
+    """One chart: line series (each with an optional low/high band) or bars, and optional vertical
+    marker lines (a threshold on a histogram, say)."""
 
     DEFAULT_CSS = "PlotWidget { height: 1fr; min-height: 5; }"
 
     def __init__(self, title: str, kind: Kind = "line", *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
         self.title = title
-        self.empty = "no data yet"
         self.kind: Kind = kind
+        self.empty = "no data yet"
+        self.show_title = True  # False when the title is shown elsewhere (a border above the plot)
         self.series: dict[str, tuple[list, list[float]]] = {}  # label -> (x, y)
         self.bands: dict[str, tuple[list[float], list[float], list[float]]] = {}  # label -> (x, low, high)
-        self._drawn: tuple | None = None
+        self.vlines: dict[str, float] = {}  # label -> x of a vertical line
+        self._key: tuple | None = None
 
-    def set_data(
-        self, series: Mapping[str, Sequence], title: str | None = None, empty: str = "no data yet"
-    ) -> None:
+    def set_data(self, series: Mapping[str, Sequence], title: str | None = None, empty: str = "no data yet",
+                 vlines: Mapping[str, float] | None = None) -> None:
         """`series`: label -> (x, y) or (x, y, low, high), e.g. altui.plotting.Series; a low/high
-        pair draws a band around the curve. `empty` is shown when there is nothing to draw."""
+        pair draws a band around the curve. `vlines`: label -> x. `empty` is shown when there is
+        nothing to draw."""
         self.empty = empty
         self.series = {k: (list(v[0]), list(v[1])) for k, v in series.items()}
         self.bands = {k: (list(v[0]), list(v[2]), list(v[3]))
                       for k, v in series.items() if len(v) == 4 and v[2] is not None and v[3] is not None}
+        self.vlines = dict(vlines or {})
         if title is not None:
             self.title = title
-        self.draw()
+        key = (self.title, self.empty, self.show_title, repr(self.series), repr(self.bands), repr(self.vlines))
+        if key != self._key:  # polls bring the same data most of the time
+            self._key = key
+            self.refresh()
 
-    def on_resize(self) -> None:
-        self.draw()
+    def set_show_title(self, show: bool) -> None:
+        if show != self.show_title:
+            self.show_title = show
+            self.refresh()
 
-    def draw(self) -> None:
-        width, height = self.content_size
-        key = (width, height, self.title, self.empty, self.kind, repr(self.series), repr(self.bands))
-        if key == self._drawn:  # polls bring the same data most of the time
-            return
-        self._drawn = key
-        if width < 12 or height < 4:
-            self.update(Text(self.title, style="bold"))
-        elif not any(y for _, y in self.series.values()):
-            self.update(Text(f"{self.title}\n\n{self.empty}", style="dim", justify="center"))
+    @property
+    def legend(self) -> list[str]:
+        """The legend's lines as text: each curve (identical ones noted "= #2") and vertical line."""
+        return [e.text for e in self._entries()]
+
+    def _entries(self) -> list[LegendEntry]:
+        curves = legend_entries(self.series) if len(self.series) > 1 or self.vlines else []
+        lines = [LegendEntry("│", label, "", COLORS[(len(self.series) + i) % len(COLORS)])
+                 for i, label in enumerate(self.vlines)]
+        return curves + lines
+
+    def render(self) -> RenderResult:
+        width, height = self.size
+        title = Text(self.title, style="bold", no_wrap=True, overflow="ellipsis") if self.show_title else None
+        rows = height - (1 if title else 0)
+        if width < 12 or rows < 4:
+            return Text(self.title, style="bold")
+        if not any(y for _, y in self.series.values()):
+            return Text(f"{self.title}\n\n{self.empty}", style="dim", justify="center")
+        entries = self._entries()
+        below = _pack([_entry(e, width) for e in entries], width)
+        # right of the data on wide plots, or where lines below would leave too few rows of data
+        right = bool(entries) and (width >= RIGHT_LEGEND_WIDTH or rows - len(below) - 2 < MIN_ROWS)
+        legend_width = min(max(len(e.text) for e in entries) + 4, width // 3) if right else 0
+        legend = [_entry(e, legend_width - 2) for e in entries]
+        below = [] if right else below[: max(0, rows - 2 - MIN_ROWS)]
+        chart = self._chart(width - legend_width, rows - len(below))
+        lines = chart.split("\n", allow_blank=True)[: rows - len(below)]
+        if right:
+            for i, line in enumerate(lines):
+                line.pad_right(width - legend_width - line.cell_len)
+                if i < len(legend):
+                    line.append("  ")
+                    line.append_text(legend[i])
+        out = ([title] if title else []) + lines + below
+        return Text("\n").join(out)
+
+    def _chart(self, width: int, height: int) -> Text:
+        series = {k: (x, y, *self.bands[k][1:]) if k in self.bands else (x, y) for k, (x, y) in self.series.items()}
+        draw_chart(self.plt, series, width, height, kind=self.kind, vlines=self.vlines)
+        return Text.from_ansi(self.plt.build())
+
+
+def _entry(entry: LegendEntry, width: int) -> Text:
+    """A legend entry in its curve's colour, in `width` characters: its marker, label and note."""
+    return Text(f"{entry.marker} {entry.fit(max(1, width - 2))}", style=f"color({entry.color})", no_wrap=True)
+
+
+def _pack(entries: list[Text], width: int) -> list[Text]:
+    """Legend entries side by side in lines of `width`, at most LEGEND_LINES (the rest counted)."""
+    lines: list[Text] = []
+    for i, entry in enumerate(entries):
+        if lines and lines[-1].cell_len + 2 + entry.cell_len <= width:
+            lines[-1].append("  ")
+            lines[-1].append_text(entry)
+        elif len(lines) < LEGEND_LINES:
+            lines.append(entry.copy())
         else:
-            self.update(Text.from_ansi(self._build(width, height)))
-
-    def _build(self, width: int, height: int) -> str:
-        with PLOTEXT_LOCK:
-            return self._build_locked(width, height)
-
-    def _build_locked(self, width: int, height: int) -> str:
-        plt.clf()
-        plt.plotsize(width, height)
-        plt.theme("clear")
-        plt.title(self.title)
-        if self.kind == "bar":
-            for i, (label, (x, y)) in enumerate(self.series.items()):
-                plt.bar(x, y, color=COLORS[i % len(COLORS)], label=label if len(self.series) > 1 else "")
-        else:
-            for i, (label, (x, y)) in enumerate(self.series.items()):
-                color = COLORS[i % len(COLORS)]
-                if label in self.bands:
-                    bx, low, high = self.bands[label]
-                    if low != high:  # one seed has no band
-                        plt.plot(bx, low, color=color, marker="·")
-                        plt.plot(bx, high, color=color, marker="·")
-                plt.plot(x, y, color=color, marker="braille", label=label)
-        self._xticks(width)
-        text = plt.build()
-        plt.clf()
-        return text
-
-    def _xticks(self, width: int) -> None:
-        """Ticks at the data's own x values, thinned to fit: plotext's choice for bars changes from
-        one process to the next, and rounds or label counts read better without 0.75 ticks."""
-        xs = sorted({v for x, _ in self.series.values() for v in x})
-        if not xs or isinstance(xs[0], str):
-            return
-        integers = all(float(v).is_integer() for v in xs)
-        if self.kind == "line" and not integers:
-            return
-        labels = [str(int(v)) if integers else f"{v:.3g}" for v in xs]
-        fits = max(1, (width - 8) // (max(map(len, labels)) + 2))
-        step = -(-len(xs) // fits)
-        plt.xticks(xs[::step], labels[::step])
+            more = Text(f"  +{len(entries) - i} more", style="dim")
+            lines[-1].truncate(width - more.cell_len)
+            lines[-1].append_text(more)
+            break
+    return lines
