@@ -168,7 +168,7 @@ FIELD_KINDS: dict[str, str] = {
     "batch_size": "int", "augment": "bool",
     "pool_subset": "int", "subset_seed": "int", "ll_subset": "int", "ll_stop_epoch": "int",
     "ll_margin": "float", "ll_weight": "float",
-    "device": "str", "eval_batch_size": "int", "compile": "bool",
+    "device": "str", "eval_batch_size": "int", "compile": "bool|auto",
 }
 # What a method table may set (besides `name` and `preset`): the method, not the protocol or training.
 METHOD_FIELDS = (
@@ -202,7 +202,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 _KIND_TEXT = {
     "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
-    "ints": "a list of integers",
+    "ints": "a list of integers", "bool|auto": 'true, false or "auto"',
 }
 _NAME = re.compile(r"[A-Za-z0-9._+-]+")  # experiment names: safe in run names, paths and shells
 _METHOD_NAME = re.compile(r"[^/\s]+")  # method names: "/" separates the parts of a run name; printable
@@ -367,6 +367,8 @@ def _show(value: Any) -> str:
 def _has_kind(value: Any, kind: str) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "bool|auto":
+        return isinstance(value, bool) or value == "auto"
     if isinstance(value, bool):  # TOML's true is no number
         return False
     if kind == "int":

@@ -145,6 +145,29 @@ def m003_gammas(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_throughput(db: Database) -> None:
+    """Short measurements of this machine's speed per device and workload (`altui estimate`)."""
+    db.executescript(
+        """
+        CREATE TABLE throughput (
+            device TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input TEXT NOT NULL,
+            batch INTEGER NOT NULL,
+            compile INTEGER NOT NULL,
+            augment INTEGER NOT NULL,
+            slots INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            value REAL NOT NULL,
+            torch_version TEXT NOT NULL,
+            measured_at TEXT NOT NULL,
+            PRIMARY KEY (device, model, input, batch, compile, augment, slots, kind)
+        );
+        """
+    )
+
+
 def _uri_path(path: Path) -> str:
     """A path as the path part of an SQLite file: URI (so that mode=ro and immutable=1 apply)."""
     from urllib.parse import quote
@@ -666,6 +689,24 @@ class Store:
                 FROM epochs e JOIN runs r ON r.id = e.run_id WHERE e.images_per_second > 0)
             GROUP BY model, batch""")
         return {(r["model"], r["batch"]): r["images"] / r["seconds"] for r in rows if r["seconds"]}
+
+    THROUGHPUT_KEY = ("device", "model", "input", "batch", "compile", "augment", "slots", "kind")
+
+    def throughput(self, device: str | None = None, torch_version: str | None = None) -> list[dict[str, Any]]:
+        """Cached measurements (`altui estimate`), of one device and torch version when given."""
+        where, params = [], []
+        for column, value in (("device", device), ("torch_version", torch_version)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return self._rows(f"SELECT * FROM throughput {'WHERE ' + ' AND '.join(where) if where else ''} "
+                          "ORDER BY measured_at", params)
+
+    def save_throughput(self, rows: list[dict[str, Any]]) -> None:
+        """Store measurements; one of the same key replaces the earlier one."""
+        with self._write() as db:
+            db["throughput"].upsert_all(
+                [{**r, "measured_at": r.get("measured_at") or now()} for r in rows], pk=self.THROUGHPUT_KEY)
 
     def rounds(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM rounds WHERE run_id = ? ORDER BY round", (run_id,))

@@ -53,8 +53,8 @@ ERROR_PAUSE = 5.0  # after an unexpected error in the loop (say, a disk full), r
 DISK_CHECK_SECONDS = 5.0  # while the disk is full, look for free space this often
 DISK_MARGIN = 1 << 20  # bytes free beyond the largest checkpoint before runs start again
 EXECUTORS = ("local", "slurm")
-SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots", "worker_executor",
-            "worker_disk_full")
+SETTINGS = ("worker_pid", "worker_started", "worker_heartbeat", "worker_slots", "worker_slots_choice",
+            "worker_executor", "worker_disk_full")
 
 
 class WorkerError(RuntimeError):
@@ -108,14 +108,83 @@ def detect_gpus() -> list[str]:
     return [str(i) for i in range(count)]
 
 
-def make_slots(gpus: str, slots_per_gpu: int) -> list[Slot]:
-    if slots_per_gpu < 1:
-        raise WorkerError(f"--slots-per-gpu {slots_per_gpu}: allowed: an integer >= 1")
+# What one run needs on a GPU, by model: GiB of memory (CUDA context, the data set as uint8, weights
+# and optimizer state, bf16 activations at the recipe's batch, CUDA graph pools), and the runs at once
+# beyond which the GPU is busy and more slots only slow each run down. cnn5 is bound by kernel
+# launches, so many small runs fill a GPU; ResNet-18 and DenseNet-100 keep it busy with a few.
+# Estimates, not measurements: `altui bench --slots N` measures them (docs/benchmarks.md).
+RUN_NEEDS: dict[str, tuple[float, int]] = {"cnn5": (1.5, 16), "resnet18": (4.0, 3), "densenet100": (6.0, 2)}
+MEMORY_SHARE = 0.9  # of a GPU's free memory that auto slots may plan with
+
+
+def parse_slots(value: int | str) -> int | str:
+    """`auto` or an integer >= 1 (text or int)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise WorkerError(f"--slots-per-gpu {value!r}: allowed: auto, or an integer >= 1")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def gpu_free_gib(ids: list[str]) -> dict[str, float]:
+    """Free memory (GiB) of each GPU, asked of torch in a short subprocess; {} when that fails."""
+    code = ("import json, torch; print(json.dumps([torch.cuda.mem_get_info(i)[0] / 2**30 "
+            "for i in range(torch.cuda.device_count())]))")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(ids))
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    try:
+        free = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                         timeout=120, check=True, env=env).stdout)
+    except (subprocess.SubprocessError, ValueError, OSError):
+        return {}
+    return dict(zip(ids, free, strict=False))
+
+
+def auto_slots(free_gib: float | None, models: list[str], cores: int) -> tuple[int, str]:
+    """Runs at once on one GPU with `free_gib` free for runs of `models` (the queue's; none: the
+    heaviest model), at most `cores`; and why, in words."""
+    known = [m for m in models if m in RUN_NEEDS] or [max(RUN_NEEDS, key=lambda m: RUN_NEEDS[m][0])]
+    model = max(known, key=lambda m: RUN_NEEDS[m][0])
+    gib, useful = RUN_NEEDS[model]
+    by_memory = int(free_gib * MEMORY_SHARE // gib) if free_gib is not None else useful
+    n = max(1, min(useful, by_memory, cores))
+    memory = f"{free_gib:.0f} GiB free / {gib:g} GiB per run" if free_gib is not None else "free memory unknown"
+    return n, f"{model}: at most {useful} useful, {memory}, {cores} core(s)"
+
+
+def plan_slots(gpus: str, slots_per_gpu: int | str = "auto", models: list[str] = ()) -> tuple[list[Slot], str]:
+    """The worker's slots and, for `auto`, how they were chosen. `auto` on the CPU is one slot (a
+    run's threads use every core); on each GPU, see auto_slots."""
+    per = parse_slots(slots_per_gpu)
     ids = parse_gpus(gpus)
     if ids is None:
         ids = detect_gpus()
-    devices: list[str | None] = list(ids) if ids else [None]
-    return [Slot(i, gpu) for i, gpu in enumerate(d for d in devices for _ in range(slots_per_gpu))]
+    if per != "auto":
+        devices: list[str | None] = list(ids) if ids else [None]
+        return [Slot(i, gpu) for i, gpu in enumerate(d for d in devices for _ in range(per))], f"{per} per device"
+    if not ids:
+        return [Slot(0, None)], "auto: 1 on the CPU (a run's threads use every core)"
+    free = gpu_free_gib(ids)
+    cores = max(1, available_cores() // len(ids))
+    counts, notes = [], []
+    for gpu in ids:
+        n, why = auto_slots(free.get(gpu), models, cores)
+        counts.append(n)
+        notes.append(f"cuda:{gpu} {n} ({why})")
+    slots = [Slot(i, gpu) for i, gpu in enumerate(g for g, n in zip(ids, counts, strict=True) for _ in range(n))]
+    return slots, "auto: " + "; ".join(notes)
+
+
+def make_slots(gpus: str, slots_per_gpu: int | str = "auto", models: list[str] = ()) -> list[Slot]:
+    return plan_slots(gpus, slots_per_gpu, models)[0]
 
 
 # ---- the worker loop -----------------------------------------------------------------------------
@@ -624,7 +693,7 @@ def lock_holder(db: Path) -> int | None:
 # ---- entry points --------------------------------------------------------------------------------
 
 
-def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: int = 3) -> bool:
+def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_attempts: int = 3) -> bool:
     """Be the store's worker until SIGTERM/SIGINT/SIGHUP; False if another worker serves it."""
     db = Path(db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -648,15 +717,17 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, max_attempts: in
         if store.settings().get("executor") == "slurm":
             worker = slurm_worker(db, store, max_attempts)
         else:
-            slots = make_slots(gpus, slots_per_gpu)
+            waiting = store.runs(status="queued") + store.runs(status="running")
+            models = [json.loads(r["spec_json"]).get("model", "") for r in waiting]
+            slots, choice = plan_slots(gpus, slots_per_gpu, models)
             labels = [s.label for s in slots]
             store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_executor": "local",
                                 "worker_heartbeat": now(), "worker_slots": json.dumps(labels),
-                                "worker_disk_full": None})
+                                "worker_slots_choice": choice, "worker_disk_full": None})
             cpu_slots = sum(s.gpu is None for s in slots)
             worker = Worker(store, LocalExecutor(db, cpu_slots), slots, max_attempts)
-            worker.event(None, f"worker {os.getpid()} started: slots {', '.join(s.label for s in slots)}, "
-                               f"max attempts {max_attempts}")
+            worker.event(None, f"worker {os.getpid()} started: slots {', '.join(s.label for s in slots)} "
+                               f"({choice}), max attempts {max_attempts}")
         worker.serve()
         worker.event(None, f"worker {os.getpid()} stopped")
     finally:
@@ -707,7 +778,7 @@ def choose_executor(db: Path, executor: str | None = None,
     return name, options
 
 
-def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, detach: bool = True,
+def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", detach: bool = True,
                  max_attempts: int = 3, executor: str | None = None, slurm: dict[str, Any] | None = None) -> bool:
     """Start the store's worker; False if one already serves it.
 
@@ -721,8 +792,9 @@ def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int = 1, detach: b
     """
     db = Path(db).resolve()
     parse_gpus(gpus)  # fail here, not in the background
-    if slots_per_gpu < 1 or max_attempts < 1:
-        raise WorkerError("--slots-per-gpu and --max-attempts must be integers >= 1")
+    parse_slots(slots_per_gpu)
+    if max_attempts < 1:
+        raise WorkerError("--max-attempts must be an integer >= 1")
     if lock_holder(db) is not None:
         return False
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -774,9 +846,9 @@ def stop_worker(db: Path, timeout: float = STOP_GRACE + 30) -> bool:
 
 def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None:
     """The store's worker: executor (local or slurm), slurm (its options, described), pid, started,
-    heartbeat (ISO text), slots (device labels), paused, disk_full (why it paused the queue, or
-    None), log; None when no worker runs. Pass an open
-    `store` to poll without reconnecting."""
+    heartbeat (ISO text), slots (device labels), slots_choice (how they were chosen), paused, disk_full
+    (why it paused the queue, or None), log; None when no worker runs. Pass an open `store` to poll
+    without reconnecting."""
     db = Path(db).resolve()
     pid = lock_holder(db)
     if pid is None:
@@ -795,6 +867,7 @@ def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None
         "started": settings.get("worker_started") if mine else None,
         "heartbeat": settings.get("worker_heartbeat") if mine else None,
         "slots": json.loads(settings["worker_slots"]) if mine and "worker_slots" in settings else [],
+        "slots_choice": settings.get("worker_slots_choice") if mine else None,
         "paused": paused,
         "disk_full": settings.get("worker_disk_full") if mine else None,
         "log": str(db.parent / "worker.log"),
@@ -806,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m altui.worker")
     parser.add_argument("--db", required=True, type=Path)
     parser.add_argument("--gpus", default="auto")
-    parser.add_argument("--slots-per-gpu", type=int, default=1)
+    parser.add_argument("--slots-per-gpu", default="auto")
     parser.add_argument("--max-attempts", type=int, default=3)
     args = parser.parse_args(argv)
     serve(args.db, args.gpus, args.slots_per_gpu, args.max_attempts)

@@ -8,6 +8,7 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
 from altui.al import acquire
 from altui.al.models import build_model
@@ -20,6 +21,8 @@ from altui.bench import (
     altui_picks,
     altui_train,
     case_dataset,
+    flops_per_image,
+    peak_tflops,
     reference_picks,
     reference_scores,
     reference_train,
@@ -27,11 +30,13 @@ from altui.bench import (
     results_table,
     run_bench,
     run_config,
+    run_slots,
+    slots_table,
 )
 
 CPU = torch.device("cpu")
 TINY = [
-    Case("cnn5 tiny", "cnn5", 1, 28, 16, augment=False),
+    Case("cnn5 tiny", "cnn5", 1, 28, 8, augment=False),  # batch 8: test_compile.py compiles the same step
     Case("resnet18 tiny", "resnet18", 3, 32, 8, augment=True),
 ]
 
@@ -51,16 +56,44 @@ def setup(case: Case, seed: int = 0):
 
 
 def test_run_bench_smoke():
-    results = run_bench("cpu", repeats=1, images=16, cases=TINY)
+    """Reference, eager and (training, cnn5 here: compiling ResNet-18 takes minutes) compiled loops."""
+    results = run_bench("cpu", repeats=1, images=16, cases=TINY[:1]) + run_bench(
+        "cpu", repeats=1, images=16, cases=TINY[1:], compiled=False)
     assert [(r.case, r.metric) for r in results] == [
         (c.name, m) for c in TINY for m in ("train", "score")
     ]
     for r in results:
         assert isinstance(r, BenchResult)
         assert r.images == 16
-        assert r.reference > 0 and r.altui > 0
-        assert r.ratio == pytest.approx(r.altui / r.reference)
-    assert results_table(results).row_count == 4
+        assert r.reference > 0 and r.eager > 0 and r.flops > 0
+        assert r.ratio == pytest.approx(r.eager / r.reference)
+    train = results[0]
+    assert train.compiled > 0 and train.compiled_ratio == pytest.approx(train.compiled / train.reference)
+    assert [r.compiled for r in results[1:]] == [None, None, None]  # scoring is never compiled
+    assert results[0].flops == pytest.approx(3 * results[1].flops)  # training: forward + backward
+    table = results_table(results)
+    assert table.row_count == 4 and "MFU" not in [c.header for c in table.columns]
+    assert "MFU" in [c.header for c in results_table(results, peak=989.4).columns]
+
+
+def test_slots_train_in_processes_at_once_and_add_up_in_an_aggregate_row():
+    results = run_bench("cpu", repeats=1, images=16, cases=TINY[:1], compiled=False)
+    together = run_slots(results, "cpu", 2, seconds=1.0, cases=TINY[:1])
+    assert len(together) == 1 and len(together[0].rates) == 2 and all(r > 0 for r in together[0].rates)
+    assert together[0].total == pytest.approx(sum(together[0].rates))
+    assert together[0].alone == results[0].eager
+    console = Console(width=200, record=True)
+    console.print(slots_table(together))
+    text = console.export_text()
+    assert "process 1" in text and "process 2" in text
+    aggregate = [line for line in text.splitlines() if "aggregate (2)" in line]
+    assert len(aggregate) == 1 and f"{together[0].total:,.0f}" in aggregate[0], text
+
+
+def test_flops_per_image_and_known_gpu_peaks():
+    assert flops_per_image(CASES[1]) == pytest.approx(2 * 0.5566e9, rel=0.01)  # CIFAR ResNet-18: 0.56 GMAC
+    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989.4 and peak_tflops("NVIDIA H200") == 989.4
+    assert peak_tflops("NVIDIA H100 PCIe") == 756.0 and peak_tflops("Some GPU") is None
 
 
 def test_default_cases():

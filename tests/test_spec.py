@@ -237,6 +237,8 @@ CASES: dict[str, list[Expect]] = {
         Expect(6, f"{E}.rounds", "expected an integer, got '4'")],
     "bool-is-no-int": [
         Expect(6, f"{E}.budget", "expected an integer, got true")],
+    "compile-neither-bool-nor-auto": [
+        Expect(6, f"{E}.compile", 'expected true, false or "auto", got \'yes\'')],
     "float-for-int": [
         Expect(6, f"{E}.initial", "expected an integer, got 50.0")],
     "budget-below-1": [
@@ -396,6 +398,13 @@ def test_a_model_too_big_for_the_images_is_reported(monkeypatch):
     (issue,) = raised.value.issues
     assert (issue.line, issue.key) == (4, "experiment[0].model")
     assert "at least 64px, digits has 28px; allowed: resnet18, densenet100" in issue.message
+
+
+def test_compile_takes_auto_true_or_false():
+    for value, expected in (('"auto"', "auto"), ("true", True), ("false", False)):
+        spec = parse_spec(HEAD + f"compile = {value}\n")
+        assert {r.config.compile for r in spec.experiments[0].runs} == {expected}
+    assert parse_spec(HEAD).experiments[0].runs[0].config.compile == "auto"
 
 
 def test_ints_are_fine_where_numbers_are_expected():

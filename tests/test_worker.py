@@ -21,10 +21,13 @@ from altui.worker import (
     LocalExecutor,
     Slot,
     WorkerError,
+    auto_slots,
     is_runner,
     lock_holder,
     make_slots,
     parse_gpus,
+    parse_slots,
+    plan_slots,
     stop_worker,
     worker_status,
 )
@@ -217,6 +220,31 @@ def test_gpus_and_slots() -> None:
     assert executor.env(Slot(0, None))["CUDA_VISIBLE_DEVICES"] == ""
 
 
+def test_auto_slots_follow_the_model_the_free_memory_and_the_cores() -> None:
+    assert auto_slots(75.0, ["cnn5"], 16)[0] == 16  # launch-bound: many small runs per GPU
+    assert auto_slots(75.0, ["cnn5"], 6)[0] == 6  # one core per run
+    assert auto_slots(75.0, ["resnet18", "cnn5"], 16)[0] == 3  # the heaviest queued model decides
+    assert auto_slots(9.0, ["resnet18"], 16)[0] == 2  # 90% of 9 GiB holds two 4 GiB runs
+    assert auto_slots(2.0, ["densenet100"], 16)[0] == 1  # never fewer than one
+    n, why = auto_slots(None, [], 16)  # empty queue, memory unknown: the heaviest model
+    assert n == 2 and why.startswith("densenet100") and "free memory unknown" in why
+
+
+def test_slots_per_gpu_auto_or_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_slots("auto") == "auto" and parse_slots("3") == 3 and parse_slots(2) == 2
+    for bad in ("0", "-1", "many", "1.5"):
+        with pytest.raises(WorkerError, match="allowed: auto, or an integer >= 1"):
+            parse_slots(bad)
+    slots, choice = plan_slots("cpu", "auto")
+    assert [s.label for s in slots] == ["cpu"] and choice.startswith("auto: 1 on the CPU")
+    monkeypatch.setattr("altui.worker.gpu_free_gib", lambda ids: {"0": 70.0, "1": 9.0})
+    monkeypatch.setattr("altui.worker.available_cores", lambda: 16)
+    slots, choice = plan_slots("0,1", "auto", ["resnet18"])
+    assert [s.label for s in slots] == ["cuda:0"] * 3 + ["cuda:1"] * 2
+    assert "cuda:0 3 (resnet18" in choice and "cuda:1 2 (resnet18" in choice
+    assert [s.label for s in make_slots("0,1", 1)] == ["cuda:0", "cuda:1"]
+
+
 # ---- the worker with real processes --------------------------------------------------------------
 
 
@@ -225,7 +253,7 @@ def test_second_start_says_running_and_stop_stops(db: Path, env: dict[str, str])
     again = altui(db, env, "worker", "start")
     assert again.returncode == 0 and f"already running for {db} (pid {pid})" in again.stdout, again
     status = ok(altui(db, env, "worker", "status"))
-    assert f"worker pid {pid}" in status and "cpu" in status, status
+    assert f"worker pid {pid}" in status and "slots: cpu (auto: 1 on the CPU" in status, status
     assert "worker stopped" in ok(altui(db, env, "worker", "stop"))
     assert worker_status(db) is None and not is_alive(pid)
     assert "no worker is running" in ok(altui(db, env, "worker", "stop"))

@@ -12,17 +12,18 @@ class DatasetInfo:
     classes: int
     pool: int  # samples in the pool (the official training split)
     augment: bool  # crop + flip by default (the CIFAR-like sets)
+    test: int  # samples in the test split
 
 
 # digits: scikit-learn's 1797 images, split 1347 pool / 450 test (stratified, fixed).
 DATASET_INFO: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo(1, 28, 10, 1347, False),
-    "mnist": DatasetInfo(1, 28, 10, 60000, False),
-    "fashion-mnist": DatasetInfo(1, 28, 10, 60000, False),
-    "kmnist": DatasetInfo(1, 28, 10, 60000, False),
-    "cifar10": DatasetInfo(3, 32, 10, 50000, True),
-    "cifar100": DatasetInfo(3, 32, 100, 50000, True),
-    "svhn": DatasetInfo(3, 32, 10, 73257, False),
+    "digits": DatasetInfo(1, 28, 10, 1347, False, 450),
+    "mnist": DatasetInfo(1, 28, 10, 60000, False, 10000),
+    "fashion-mnist": DatasetInfo(1, 28, 10, 60000, False, 10000),
+    "kmnist": DatasetInfo(1, 28, 10, 60000, False, 10000),
+    "cifar10": DatasetInfo(3, 32, 10, 50000, True, 10000),
+    "cifar100": DatasetInfo(3, 32, 100, 50000, True, 10000),
+    "svhn": DatasetInfo(3, 32, 10, 73257, False, 26032),
 }
 # imagefolder and npz: known only once loaded.
 

@@ -61,12 +61,16 @@ class RunConfig:
     # execution
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     eval_batch_size: int | None = None  # None: 1024 on CUDA, 128 on the CPU (faster there; bench)
-    compile: bool = False
+    compile: bool | str = "auto"  # torch.compile the training step; "auto": on CUDA, not on the CPU
     extra: dict[str, Any] = field(default_factory=dict)  # dataset options (e.g. npz path)
 
     def eval_batch(self, device_type: str) -> int:
         """The batch of test evaluation and pool scoring on a device of this type."""
         return self.eval_batch_size or (1024 if device_type == "cuda" else 128)
+
+    def compile_on(self, device_type: str) -> bool:
+        """Whether training on a device of this type is compiled."""
+        return device_type == "cuda" if self.compile == "auto" else bool(self.compile)
 
     def n_labeled(self, round_: int) -> int:
         return self.initial + round_ * self.budget
@@ -133,6 +137,8 @@ class RunConfig:
             raise ConfigError(f"milestones = {list(self.milestones)} must be increasing epochs >= 1")
         if self.wd_schedule == "exact" and self.lr * self.weight_decay >= 1:
             raise ConfigError("wd_schedule = 'exact' needs lr * weight_decay < 1 (eq. 8)")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ConfigError(f"compile = {self.compile!r} is unknown; allowed: auto, true, false")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device = {self.device!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
         return self

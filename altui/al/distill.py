@@ -20,7 +20,7 @@ def kd_loss(
     alpha: float,
     temperature: float,
     seen: torch.Tensor | None = None,
-    seen_fraction: float = 1.0,
+    seen_fraction: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """(1 - alpha) * CE + alpha * T^2 * KL term over one minibatch drawn uniformly from D_t.
 

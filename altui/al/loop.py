@@ -17,7 +17,7 @@ from altui.al.probes import probe
 from altui.al.schedule import weight_decay_at
 from altui.al.sink import ResumeState, RoundResult, Sink
 from altui.al.tensors import DeviceData
-from altui.al.train import evaluate, train_round
+from altui.al.train import TrainStep, evaluate, train_round
 
 # Independent random streams of a round, each seeded from (seed, round, stream).
 INIT, TRAIN, ACQUIRE, SUBSET = range(4)
@@ -59,6 +59,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     in_channels, size = ds.x.shape[1], ds.x.shape[2]
+    step = TrainStep(cfg.compile_on(device.type), device.type, sink.log)  # compiled once per process
 
     def new_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -97,14 +98,13 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
         labeled_t = torch.tensor(labeled, device=device)
         seen = len(labeled) - cfg.budget if t > 0 else 0
         gen = torch.Generator(device).manual_seed(stream_seed(cfg.seed, t, TRAIN))
-        net = torch.compile(model) if cfg.compile else model  # shares the parameters of `model`
         t0 = time.perf_counter()
-        train_round(cfg, t, net, data, labeled_t, lam, gen, sink, teacher, seen, loss_module)
-        accuracy, test_loss = evaluate(net, data, cfg.eval_batch(device.type))
+        train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module, step)
+        accuracy, test_loss = evaluate(model, data, cfg.eval_batch(device.type))
         train_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        picks, scores = ([], []) if t == cfg.rounds - 1 else _acquire(cfg, t, net, loss_module, data, labeled)
+        picks, scores = ([], []) if t == cfg.rounds - 1 else _acquire(cfg, t, model, loss_module, data, labeled)
         acquire_seconds = time.perf_counter() - t0
         class_counts = torch.bincount(ds.y[torch.tensor(picks, dtype=torch.long)], minlength=ds.classes)
 

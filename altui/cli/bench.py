@@ -1,36 +1,114 @@
-"""Speed: `altui bench` (docs/benchmarks.md)."""
+"""Speed: `altui bench` and `altui estimate` (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, err, fail, out
+from altui.cli.app import app, err, fail, fail_plain, open_store, out, read_spec, tell
+from altui.spec import SpecError
+
+
+def _progress(message: str) -> None:
+    err.print(f"  {message}", style="dim", highlight=False, markup=False)
 
 
 @app.command()
 def bench(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    seconds: Annotated[float, typer.Option(min=0.01, help="Seconds of the slower loop's timed block.")] = 2.0,
+    seconds: Annotated[float, typer.Option(min=0.01, help="Seconds of the slowest loop's timed block.")] = 2.0,
     repeats: Annotated[int, typer.Option(min=1, help="Timed blocks of each loop; the median counts.")] = 3,
     images: Annotated[int | None, typer.Option(min=1, help="Images per block, instead of --seconds.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="The reference DataLoader's num_workers.")] = 0,
+    compiled: Annotated[bool, typer.Option(help="Also time altui's compiled training loop.")] = True,
+    slots: Annotated[int, typer.Option(min=1, help="Also train in N processes at once on the device.")] = 1,
+    peak_tflops: Annotated[float | None, typer.Option(
+        min=0.001, help="The GPU's bf16 peak for MFU (default: known from its name).")] = None,
 ) -> None:
-    """Images/s of altui's training and pool scoring against a per-sample DataLoader loop.
+    """Images/s of altui's training (eager and compiled) and pool scoring against a per-sample
+    DataLoader loop; with --slots N, N processes training at once and their sum.
 
     See docs/benchmarks.md."""
     import torch
 
+    from altui import bench as b
     from altui.al.config import ConfigError
-    from altui.bench import describe_device, results_table, run_bench
+    from altui.al.loop import resolve_device
 
     try:
-        where = describe_device(device)
-        results = run_bench(device, seconds, repeats, images, workers,
-                            log=lambda m: err.print(f"  {m}", style="dim", highlight=False))
+        where = b.describe_device(device)
+        on_gpu = resolve_device(device).type == "cuda"
+        results = b.run_bench(device, seconds, repeats, images, workers, log=_progress, compiled=compiled)
+        together = b.run_slots(results, device, slots, max(3.0, 2 * seconds), log=_progress) if slots > 1 else []
     except ConfigError as e:
         fail(str(e))
+    peak = (peak_tflops or b.peak_tflops(where)) if on_gpu else None
     out.print(f"altui bench: {where}, torch {torch.__version__}, reference DataLoader num_workers={workers}, "
               f"median of {repeats} blocks", highlight=False)
-    out.print(results_table(results))
+    flops = ", ".join(f"{c.name} {b.flops_per_image(c) / 1e6:,.1f} MFLOP" for c in b.CASES)
+    out.print(f"forward FLOPs per image (training counts 3x): {flops}"
+              + (f"; MFU against a bf16 peak of {peak:g} TFLOP/s" if peak else ""), highlight=False)
+    if on_gpu and not peak:
+        out.print("MFU: unknown peak for this GPU; give --peak-tflops", highlight=False)
+    out.print(b.results_table(results, peak))
+    if together:
+        mode = "compiled" if on_gpu else "eager"
+        out.print(f"{slots} processes training at once on {where} ({mode}, as runs there train):",
+                  highlight=False)
+        out.print(b.slots_table(together, peak))
+
+
+@app.command()
+def estimate(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
+    experiment: Annotated[str, typer.Argument(help="The experiment to estimate.")],
+    gpus: Annotated[int, typer.Option(min=1, help="Devices that run the experiment's runs.")] = 1,
+    slots: Annotated[int, typer.Option(min=1, help="Runs at once per device (the worker's --slots-per-gpu).")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda: where to measure.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    remeasure: Annotated[bool, typer.Option(help="Measure again instead of using the store's cache.")] = False,
+    seconds: Annotated[float, typer.Option(min=0.05, help="Seconds of each timed measurement.")] = 1.0,
+) -> None:
+    """Training images, device-hours and wall time of an experiment on this machine's device, from a
+    short measurement cached in the store (docs/benchmarks.md)."""
+    import torch
+
+    from altui.al.config import ConfigError
+    from altui.estimate import estimate_runs
+
+    spec = read_spec(file)
+    try:
+        configs = [r.config for r in spec.get(experiment).runs]
+    except SpecError as e:  # an unknown experiment
+        fail_plain(str(e))
+    try:
+        with open_store(ctx, create=True) as store:  # its measurements are cached there
+            result = estimate_runs(store, configs, device, gpus, slots, seconds=seconds, remeasure=remeasure,
+                                   log=_progress)
+    except ConfigError as e:
+        fail(str(e))
+    if as_json:
+        print(json.dumps({"experiment": experiment, **result.to_json(), "torch_version": torch.__version__}))
+        return
+    unit = "GPU-hours" if not (result.device or "").startswith("cpu") else "device-hours"
+    tell(f"{experiment}: {result.runs} runs, {result.train_images:,} training images")
+    tell(f"on {result.device} (torch {torch.__version__}), {gpus} device(s) x {slots} slot(s):")
+    tell(f"  wall time {duration(result.wall_seconds)}, {result.gpu_hours:.3g} {unit}")
+
+
+def duration(seconds: float | None) -> str:
+    """12 s, 3 min 20 s, 4 h 05 min, 2 d 3 h."""
+    if seconds is None:
+        return "unknown"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"

@@ -20,7 +20,9 @@ SLURM = "Slurm executor (saved for the next start; docs/worker.md)"
 def worker_start(
     ctx: typer.Context,
     gpus: Annotated[str, typer.Option(help="auto (visible GPUs, else the CPU), cpu, or ids: 0,1")] = "auto",
-    slots_per_gpu: Annotated[int, typer.Option(min=1, help="Runs at once per GPU (or on the CPU).")] = 1,
+    slots_per_gpu: Annotated[str, typer.Option(
+        help="Runs at once per GPU (or on the CPU): auto (from free memory, the queued models and the cores) or N."
+    )] = "auto",
     max_attempts: Annotated[int, typer.Option(min=1, help="Starts of a run before a crash fails it.")] = 3,
     foreground: Annotated[bool, typer.Option("--foreground", help="Serve in this terminal.")] = False,
     executor: Annotated[str | None, typer.Option(
@@ -112,4 +114,6 @@ def worker_show(ctx: typer.Context) -> None:
     where = (f"executor: slurm, {status['slurm']}" if status["executor"] == "slurm"
              else f"slots: {', '.join(status['slots']) or 'starting'}")
     tell(f"worker pid {status['pid']}, started {status['started']}, heartbeat {age}\n"
-         f"{where}\n{queue}\nlog: {status['log']}")
+         f"{where}"
+         + (f" ({status['slots_choice']})" if status.get("slots_choice") and status["executor"] != "slurm" else "")
+         + f"\n{queue}\nlog: {status['log']}")
