@@ -317,6 +317,17 @@ def cached_estimate(store: Store, configs: list[RunConfig], gpus: int = 1, slots
     return plan(configs, shapes, with_slots(cached(store, name, version), slots), name, device_type, gpus, slots)
 
 
+def known_throughput(store: Store) -> dict[tuple[str, int], float]:
+    """Training images/s per (model, batch size) for ETAs: what runs on this store achieved
+    (Store.measured_throughput), and where none has run yet, `altui estimate`'s measurement of the
+    device measured last (one run at a time)."""
+    rows = store.throughput()
+    latest = rows[-1]["device"] if rows else None
+    cached = {(r["model"], r["batch"]): r["value"] for r in rows
+              if r["device"] == latest and r["kind"] == "train" and r["slots"] == 1}
+    return {**cached, **store.measured_throughput()}
+
+
 def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], float],
                  slots: int = 1) -> dict[int, float | None]:
     """Seconds from now until each queued or running run is done (`Store.runs` rows), when the

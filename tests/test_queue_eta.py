@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from altui.al.presets import resolve
-from altui.estimate import queue_finish
+from altui.estimate import known_throughput, queue_finish
 from altui.store import Store
 
 FIELDS = dict(dataset="digits", model="cnn5", rounds=2, initial=20, budget=20, epochs=2)  # 120 images a run
@@ -40,3 +40,20 @@ def test_an_unmeasured_model_makes_the_runs_behind_it_unknown(tmp_path):
         store.cancel([1])
         runs = store.runs()
     assert queue_finish(runs, SPEED, slots=1) == {2: pytest.approx(12.0)}  # cancelled runs wait for nothing
+
+
+def test_before_any_run_trains_etas_come_from_altui_estimate_s_measurement(tmp_path):
+    def cache(device: str, rate: float, at: str) -> dict:
+        return {"measured_at": at, "device": device, "model": "cnn5", "input": "1x8x8", "batch": 32, "compile": 0, "augment": 0,
+                "slots": 1, "kind": "train", "value": rate, "torch_version": "t"}
+
+    with queued_store(tmp_path, 2) as store:
+        assert known_throughput(store) == {}
+        store.save_throughput([cache("cuda:0 old card", 99.0, "2026-01-01T00:00:00")])
+        store.save_throughput([cache("cpu here", 12.0, "2026-02-01T00:00:00")])  # the device measured last counts
+        assert known_throughput(store) == {("cnn5", 32): 12.0}
+        assert queue_finish(store.runs(), known_throughput(store)) == pytest.approx({1: 10.0, 2: 20.0})
+        run = store.claim("cpu")["id"]  # then what runs here really achieve wins
+        store.add_epoch(run, {"round": 0, "epoch": 1, "train_loss": 1.0, "train_accuracy": 0.1, "lr": 0.1,
+                              "images_per_second": 10.0})
+        assert known_throughput(store) == {("cnn5", 32): pytest.approx(10.0)}

@@ -217,7 +217,7 @@ def list_runs(
     """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
     import json
 
-    from altui.estimate import queue_finish
+    from altui.estimate import known_throughput, queue_finish
     from altui.worker import worker_status
 
     if status is not None and status not in STATUSES:
@@ -230,7 +230,7 @@ def list_runs(
     with open_store(ctx) as store:
         check_experiment(store, experiment)
         everything = store.runs()
-        throughput = store.measured_throughput()
+        throughput = known_throughput(store)
     worker = worker_status(db_path(ctx))
     eta = queue_finish(everything, throughput, max(1, len((worker or {}).get("slots") or [])))
     rows = [r for r in everything if (status is None or r["status"] == status)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from altui.estimate import Estimate, estimate, queue_finish
+from altui.estimate import Estimate, cached_estimate, estimate, known_throughput, queue_finish
 from altui.spec import SpecError, SpecFile, load_spec
 from altui.store import Store
 
@@ -88,6 +88,7 @@ class QueuePlan:
     existing: int
     estimate: Estimate
     slots: int
+    source: str = ""  # what the times come from, in words
 
 
 def issue_text(issue: Any) -> str:
@@ -130,10 +131,10 @@ class Backend:
         return replace(snapshot, eta=queue_finish(runs, throughput, snapshot.slots))
 
     def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
-        """Store.measured_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""
+        """known_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""
         now = time.monotonic()
         if self._speed is None or now - self._speed[0] >= THROUGHPUT_SECONDS:
-            self._speed = (now, store.measured_throughput())
+            self._speed = (now, known_throughput(store))
         return self._speed[1]
 
     def _rounds(self, store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -187,8 +188,21 @@ class Backend:
             new[name] = len(fresh)
             configs += [r.config for r in fresh]
         existing = sum(len(spec.get(n).runs) for n in names) - len(configs)
+        measured = self._cached_estimate(configs, snapshot.slots)
+        if measured is not None:
+            return QueuePlan(names, new, existing, measured, snapshot.slots, f"altui estimate, {measured.device}")
         return QueuePlan(names, new, existing, estimate(configs, snapshot.throughput, snapshot.slots),
-                         snapshot.slots)
+                         snapshot.slots, "the throughput of earlier runs")
+
+    def _cached_estimate(self, configs: list[Any], slots: int) -> Estimate | None:
+        """`altui estimate`'s figure from the store's cache (whole runs: training, evaluation,
+        acquisition, bookkeeping), when it has measured these runs' workloads; None otherwise."""
+        try:
+            with Store(self.db) as store:
+                est = cached_estimate(store, configs, slots=slots) if configs else None
+        except (OSError, ValueError):  # a user's npz that cannot be read for its shape
+            return None
+        return est if est is not None and est.wall_seconds is not None else None
 
     def queue(self, names: list[str]) -> str:
         if not names:

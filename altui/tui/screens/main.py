@@ -215,10 +215,11 @@ class MainScreen(Screen):
         lines = [f"{name}: {n} new run{'s' * (n != 1)}" for name, n in plan.new.items()]
         est = plan.estimate
         if est.wall_seconds is None:
-            note = "time: not known yet (no throughput measured for this model and batch size)"
+            note = ("time: not known yet (no throughput measured for this model and batch size; "
+                    "`altui estimate FILE EXPERIMENT` measures it)")
         else:
             note = (f"estimated {duration(est.wall_seconds)} on {plan.slots} slot{'s' * (plan.slots != 1)} "
-                    f"at the measured throughput ({est.train_images:,} training images)")
+                    f"({plan.source}; {est.train_images:,} training images)")
             ahead = self.snapshot.experiment_eta()
             if ahead:
                 note += f", after the {duration(ahead)} already queued"
