@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from altui.al.catalog import PAPER_LAYER
 from altui.report import BOOTSTRAP_RESAMPLES, bootstrap_interval, sweep_label
 from altui.store import Store
 
@@ -333,8 +334,6 @@ def experiment_claims(store: Store, experiment: str) -> list[ClaimRow]:
     rows = list(store.result_rows(experiment))
     layer_rows: list[dict[str, Any]] = []
     if {WS, WS_INIT} <= {r["method"] for r in rows}:
-        from altui.al.models import PAPER_LAYER  # imports torch: only where claim 4 is tested
-
         layer_rows = store.layer_rows(experiment, PAPER_LAYER)
     return evaluate(rows, layer_rows)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from altui.al.models import PAPER_LAYER
+from altui.al.catalog import PAPER_LAYER
 from altui.al.probes import count_effective, histogram
 from altui.store import Store
 

@@ -44,8 +44,8 @@ def test_an_unmeasured_model_makes_the_runs_behind_it_unknown(tmp_path):
 
 def test_before_any_run_trains_etas_come_from_altui_estimate_s_measurement(tmp_path):
     def cache(device: str, rate: float, at: str) -> dict:
-        return {"measured_at": at, "device": device, "model": "cnn5", "input": "1x8x8", "batch": 32, "compile": 0, "augment": 0,
-                "slots": 1, "kind": "train", "value": rate, "torch_version": "t"}
+        return {"measured_at": at, "device": device, "model": "cnn5", "input": "1x8x8", "batch": 32, "compile": 0,
+                "augment": 0, "slots": 1, "kind": "train", "value": rate, "torch_version": "t"}
 
     with queued_store(tmp_path, 2) as store:
         assert known_throughput(store) == {}

@@ -595,6 +595,67 @@ def test_run_view_shows_channels_histograms_and_log(real_store: dict, dash) -> N
     drive(app, script)
 
 
+def test_run_view_switches_between_all_layers_and_the_paper_s_figure_5_layer(real_store: dict, dash) -> None:
+    app, db, _ = dash
+    run_id = real_store["ids"][0]  # cnn5: the paper layer is its first batch norm
+    with Store(db) as store:
+        gammas = {g["round"]: json.loads(g["abs_gamma"]) for g in store.gammas(run_id, "blocks.0.0.1")}
+        counted = {c["round"]: c for c in store.channels(run_id) if c["layer"] == "blocks.0.0.1"}
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        layers = app.screen.query_one("#plot-layers", PlotWidget)
+        gamma = app.screen.query_one("#plot-gamma", PlotWidget)
+        assert layers.title == "effective channels: all 4 layers · l: paper layer" and len(layers.series) == 4
+        assert gamma.title.startswith("|γ|, all layers, round 1") and not gamma.vlines
+        await pilot.press("l")
+        assert layers.title == "effective channels: paper layer blocks.0.0.1 (Figure 5) · l: all layers"
+        assert layers.series == {"blocks.0.0.1": ([0, 1], [counted[0]["effective"], counted[1]["effective"]])}
+        below = counted[1]["channels"] - counted[1]["effective"]
+        assert gamma.title == f"round 1: {below}/32 below mean/10 · |γ| of paper layer blocks.0.0.1  ←/→"
+        ((label, line),) = gamma.vlines.items()
+        assert line == pytest.approx(sum(gammas[1]) / len(gammas[1]) / 10, rel=1e-5)
+        assert label == f"mean/10 = {line:.3g}" and label in gamma.legend
+        assert sum(gamma.series["round 1"][1]) == 32  # every channel of the layer in the histogram
+        await pilot.press("left")  # the same view of round 0
+        assert gamma.title.startswith(f"round 0: {counted[0]['channels'] - counted[0]['effective']}/32 below")
+        await pilot.press("l")
+        assert len(layers.series) == 4 and gamma.title.startswith("|γ|, all layers, round 0")
+
+    drive(app, script)
+
+
+def test_two_methods_overlaid_show_the_paper_s_claim_about_them(tmp_path: Path) -> None:
+    db = tmp_path / "altui.db"
+    with Store(db) as store:  # WS+init beats Entropy+init by 2 points on every seed: claim 1 holds
+        specs = [run_spec(f"pair/{m}/s{seed}", m, seed, TINY) for m in ("Entropy+init", "WS+init") for seed in range(3)]
+        ids = store.enqueue("pair", "experiments.toml", TINY, specs)
+        for run_id, spec in zip(ids, specs, strict=True):
+            store.claim("cpu", run_id)
+            bonus = 0.02 if spec["method"] == "WS+init" else 0.0
+            for t in range(2):
+                acc = 0.5 + 0.1 * t + 0.01 * spec["seed"] + bonus
+                store.add_round(run_id, {
+                    "round": t, "n_labeled": 20 + 20 * t, "accuracy": acc, "test_loss": 1 - acc, "weight_decay": 0.01,
+                    "lr": 0.01, "effective_channels": 224, "total_channels": 224, "conv_l2": 1.0,
+                    "train_seconds": 1.0, "acquire_seconds": 0.1, "pick_mean_score": 0.5, "pick_class_counts": "[1]",
+                    "gamma_bins": "[0, 1]", "gamma_counts": "[224]"}, [], [])
+            store.finish(run_id, "done")
+    app = create_app(db, tmp_path / "experiments.toml", poll_seconds=0.1, start_worker_on_queue=False)
+
+    async def script(pilot: Pilot) -> None:
+        line = app.screen.query_one("#claim-line")
+        assert not line.display  # one run plotted: nothing compared
+        await pilot.press("m")  # the experiment's method means: its two methods overlaid
+        await pilot.pause()
+        text = str(line.render())
+        assert line.display and text.startswith("claim 1 (§4.2–4.4): WS+init − Entropy+init accuracy +2.00 pp")
+        assert text.endswith("round 1 (40 labels), 3 seeds: supported")
+
+    drive(app, script)
+
+
 def test_a_plot_notes_identical_curves_and_draws_vertical_lines(dash) -> None:
     app, _, _ = dash
 

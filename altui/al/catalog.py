@@ -29,3 +29,12 @@ DATASET_INFO: dict[str, DatasetInfo] = {
 
 # The smallest square input each model takes (cnn5: four unpadded 3x3 convs, then a 2x2 pool).
 MODEL_MIN_SIZE: dict[str, int] = {"cnn5": 10, "resnet18": 8, "densenet100": 8}
+
+
+# Figure 5's layer per model: the |gamma| histogram the paper draws is of this batch norm alone
+# (module names of altui.al.models; here so that the dashboard knows them without torch).
+PAPER_LAYER: dict[str, str] = {
+    "resnet18": "stages.0.0.conv1.1",  # the first batch norm of the first residual block
+    "cnn5": "blocks.0.0.1",  # the first batch norm
+    "densenet100": "blocks.0.0.layers.0",  # the first batch norm of the first dense layer
+}

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from altui.al.catalog import MODEL_MIN_SIZE
+from altui.al.catalog import MODEL_MIN_SIZE, PAPER_LAYER  # noqa: F401 (PAPER_LAYER: re-exported)
 from altui.al.config import MODELS, ConfigError
 
 
@@ -152,12 +152,6 @@ class DenseNet100(nn.Module):
         return self.forward_features(x)[0]
 
 
-# Figure 5's layer per model: the |gamma| histogram the paper draws is of this batch norm alone.
-PAPER_LAYER: dict[str, str] = {
-    "resnet18": "stages.0.0.conv1.1",  # the first batch norm of the first residual block
-    "cnn5": "blocks.0.0.1",  # the first batch norm
-    "densenet100": "blocks.0.0.layers.0",  # the first batch norm of the first dense layer
-}
 
 
 def build_model(name: str, in_channels: int, classes: int, image_size: int) -> nn.Module:

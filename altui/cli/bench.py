@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, err, fail, fail_plain, open_store, out, read_spec, tell
+from altui.cli.app import app, err, fail, fail_plain, open_store, read_spec, tell, wide
 from altui.spec import SpecError
 
 
@@ -46,19 +46,19 @@ def bench(
     except ConfigError as e:
         fail(str(e))
     peak = (peak_tflops or b.peak_tflops(where)) if on_gpu else None
-    out.print(f"altui bench: {where}, torch {torch.__version__}, reference DataLoader num_workers={workers}, "
+    wide.print(f"altui bench: {where}, torch {torch.__version__}, reference DataLoader num_workers={workers}, "
               f"median of {repeats} blocks", highlight=False)
     flops = ", ".join(f"{c.name} {b.flops_per_image(c) / 1e6:,.1f} MFLOP" for c in b.CASES)
-    out.print(f"forward FLOPs per image (training counts 3x): {flops}"
+    wide.print(f"forward FLOPs per image (training counts 3x): {flops}"
               + (f"; MFU against a bf16 peak of {peak:g} TFLOP/s" if peak else ""), highlight=False)
     if on_gpu and not peak:
-        out.print("MFU: unknown peak for this GPU; give --peak-tflops", highlight=False)
-    out.print(b.results_table(results, peak))
+        wide.print("MFU: unknown peak for this GPU; give --peak-tflops", highlight=False)
+    wide.print(b.results_table(results, peak))
     if together:
         mode = "compiled" if on_gpu else "eager"
-        out.print(f"{slots} processes training at once on {where} ({mode}, as runs there train):",
+        wide.print(f"{slots} processes training at once on {where} ({mode}, as runs there train):",
                   highlight=False)
-        out.print(b.slots_table(together, peak))
+        wide.print(b.slots_table(together, peak))
 
 
 @app.command()

@@ -7,6 +7,7 @@ dashboard never holds a read transaction open that would stop the WAL from being
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from altui.al.catalog import PAPER_LAYER
 from altui.estimate import Estimate, cached_estimate, estimate, known_throughput, queue_finish
 from altui.spec import SpecError, SpecFile, load_spec
 from altui.store import Store
@@ -50,6 +52,8 @@ class RunDetail:
     rounds: list[dict[str, Any]]
     channels: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    paper_layer: str | None = None  # the batch norm of the paper's Figure 5 for the run's model
+    paper_gammas: list[dict[str, Any]] = field(default_factory=list)  # its `gammas` rows, by round
 
 
 @dataclass(frozen=True)
@@ -121,14 +125,17 @@ class Backend:
             curves = {r["id"]: self._rounds(store, r) for r in runs}
             paused = store.paused()
             row = next((r for r in runs if r["id"] == detail_id), None)
-            detail = None if row is None else RunDetail(
-                row, curves[row["id"]], store.channels(row["id"]), store.events(row["id"], limit=50)
-            )
+            detail = None if row is None else self._detail(store, row, curves[row["id"]])
             throughput = self._throughput(store)
         experiments = self.read_experiments()
         worker = self.worker_status()
         snapshot = Snapshot(runs, curves, paused, worker, experiments, self.clock(), detail, throughput)
         return replace(snapshot, eta=queue_finish(runs, throughput, snapshot.slots))
+
+    def _detail(self, store: Store, run: dict[str, Any], rounds: list[dict[str, Any]]) -> RunDetail:
+        layer = PAPER_LAYER.get(json.loads(run["spec_json"]).get("model", ""))
+        return RunDetail(run, rounds, store.channels(run["id"]), store.events(run["id"], limit=50), layer,
+                         store.gammas(run["id"], layer) if layer else [])
 
     def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
         """known_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""

@@ -7,8 +7,11 @@ bootstrap interval.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
+from altui.claims import ACCURACY, CHANNELS, claim_for_pair, format_difference, format_rounds, format_seeds
 from altui.plotting import Series, experiment_series, run_series
 
 # plot name -> altui.plotting metric
@@ -39,3 +42,38 @@ def means_series(runs: Rows, curves: dict[int, Rows], plot: str) -> dict[str, Se
     """One curve per method (and sweep point): the mean over seeds with its 95% bootstrap band."""
     rows = [row for run in runs for row in result_rows(run, curves.get(run["id"], []))]
     return experiment_series(rows, METRICS[plot])
+
+
+def gamma_histogram(abs_gamma_json: str, bins: int = 20) -> tuple[list[float], list[int], float]:
+    """A layer's |gamma| (a `gammas` row) as the paper's Figure 5 draws it: bin centres and counts
+    from 0 to the largest |gamma|, and the mean/10 line. Without torch (the dashboard never imports
+    it); the count below the line comes from the `channels` row, as recorded."""
+    values = [v for v in json.loads(abs_gamma_json) if v is not None and math.isfinite(v)]
+    top = max(values, default=0.0) or 1.0
+    width = top / bins
+    counts = [0] * bins
+    for v in values:
+        counts[min(int(v / width), bins - 1)] += 1
+    centers = [round((i + 0.5) * width, 4) for i in range(bins)]
+    return centers, counts, (sum(values) / len(values) / 10 if values else 0.0)
+
+
+def pair_claim(runs: Rows, curves: dict[int, Rows], shown: Rows) -> str | None:
+    """The compare footer: when the overlaid runs are two methods of one experiment (at one sweep
+    point), the claim of the paper that those two test, over every seed of the experiment's runs;
+    None when the plots do not compare two methods."""
+    experiments, methods = {r["experiment"] for r in shown}, sorted({r["method"] for r in shown})
+    points = {json.dumps(json.loads(r.get("sweep_json") or "{}"), sort_keys=True) for r in shown}
+    if len(experiments) != 1 or len(methods) != 2 or len(points) != 1:
+        return None
+    experiment, sweep = experiments.pop(), json.loads(points.pop())
+    rows = [row for run in runs if run["experiment"] == experiment
+            for row in result_rows(run, curves.get(run["id"], []))]
+    claim = (claim_for_pair(rows, *methods, sweep=sweep)
+             or claim_for_pair(rows, *methods, sweep=sweep, metric=CHANNELS))
+    if claim is None:
+        return f"{methods[0]} vs {methods[1]}: no claim of the paper compares these two"
+    unit = "accuracy" if claim.metric == ACCURACY else "effective channels"
+    return (f"claim {claim.claim} ({claim.section}): {claim.method} − {claim.baseline} {unit} "
+            f"{format_difference(claim)}, round {format_rounds(claim)}, {format_seeds(claim)} seeds: "
+            f"{claim.verdict}")

@@ -18,7 +18,7 @@ from altui.tui.backend import Snapshot
 from altui.tui.format import CANCELLABLE, RETRYABLE, duration, run_target
 from altui.tui.messages import MarksChanged
 from altui.tui.screens.confirm import ConfirmScreen
-from altui.tui.series import METRICS, means_series, runs_series
+from altui.tui.series import METRICS, means_series, pair_claim, runs_series
 from altui.tui.widgets.experiments import ExperimentsPane, ExperimentsTable
 from altui.tui.widgets.plot import PlotWidget
 from altui.tui.widgets.runs_table import RunsTable
@@ -66,6 +66,7 @@ class MainScreen(Screen):
         super().__init__()
         self.means = False  # False: the plotted (or highlighted) runs; True: one experiment's method means
         self.plot_index = 0
+        self._claim: tuple[tuple, str | None] = ((), None)  # (what it was computed from, the line)
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
@@ -80,6 +81,7 @@ class MainScreen(Screen):
         with Horizontal(id="plots"):
             for i, name in enumerate(METRICS):
                 yield PlotWidget(TITLES[name], id=f"plot-{name}", classes="-current" if i == 0 else "")
+        yield Static(id="claim-line")  # two methods overlaid: the paper's claim about them (altui.claims)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -129,6 +131,7 @@ class MainScreen(Screen):
             runs = [r for r in snapshot.runs if r["experiment"] == experiment]
             mode = f"{experiment} — mean ± 95% CI over {seeds_text(runs, snapshot.curves)}"
             data = {name: means_series(runs, snapshot.curves, name) for name in METRICS}
+            shown = runs
         else:
             table = self.runs_table
             by_id = {r["id"]: r for r in snapshot.runs}
@@ -137,12 +140,24 @@ class MainScreen(Screen):
             mode = ("plotted: " + " ".join(f"#{r['id']}" for r in shown) if table.plotted
                     else f"#{shown[0]['id']} {shown[0]['name']} (o: plot more runs)" if shown else "no run")
             data = {name: runs_series(shown, snapshot.curves, name) for name in METRICS}
+        self.show_claim(snapshot, shown)
         current = list(METRICS)[self.plot_index]
         plots.border_title = f"{TITLES[current]} · {mode} · g: next" if narrow else mode
         for name in METRICS:
             widget = self.query_one(f"#plot-{name}", PlotWidget)
             widget.set_show_title(not narrow)
             widget.set_data(data[name], TITLES[name])
+
+    def show_claim(self, snapshot: Snapshot, shown: list[dict[str, Any]]) -> None:
+        """The footer line of the compare mode, computed again only when its rows change."""
+        experiments = {r["experiment"] for r in shown}
+        mine = [r for r in snapshot.runs if r["experiment"] in experiments]
+        key = (tuple(r["id"] for r in shown), tuple((r["id"], r["rounds_done"]) for r in mine))
+        if key != self._claim[0]:
+            self._claim = (key, pair_claim(mine, snapshot.curves, shown) if len(experiments) == 1 else None)
+        line = self.query_one("#claim-line", Static)
+        line.update(self._claim[1] or "")
+        line.display = self._claim[1] is not None
 
     def compared_experiment(self) -> str | None:
         """The experiment of the means: the one the table is filtered to, else the one highlighted in

@@ -1,4 +1,5 @@
-"""One run's view: effective channels per layer, the |gamma| and pick histograms of a round, the log."""
+"""One run's view: effective channels per layer, the |gamma| and pick histograms of a round, the log.
+`l` switches the channels and |gamma| plots between all layers and the paper's Figure 5 layer."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from altui.store import parse_time
 from altui.tui.backend import RunDetail, Snapshot
 from altui.tui.format import CANCELLABLE, RETRYABLE, job_text, run_target, status_text
 from altui.tui.screens.confirm import ConfirmScreen
+from altui.tui.series import gamma_histogram
 from altui.tui.widgets.plot import PlotWidget
 from altui.tui.widgets.status import StatusLine
 
@@ -55,6 +57,7 @@ class RunScreen(Screen):
         Binding("escape", "back", "back", tooltip="back to the main screen"),
         Binding("left", "round(-1)", "round-", priority=True, tooltip="the histograms of the previous round"),
         Binding("right", "round(1)", "round+", priority=True, tooltip="the histograms of the next round"),
+        Binding("l", "layers", "layers", tooltip="channels and |γ|: all layers, or the paper's layer (Figure 5)"),
         Binding("c", "cancel", "cancel", tooltip="cancel this run (asks first)"),
         Binding("r", "retry", "retry", tooltip="retry this run (asks first)"),
     ]
@@ -67,6 +70,7 @@ class RunScreen(Screen):
         self.round: int | None = None  # the round whose histograms are shown; None: the last one
         self.detail: RunDetail | None = None
         self._channels_key: tuple | None = None
+        self.paper = False  # plots of all layers (False) or of the paper's Figure 5 layer alone
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
@@ -101,7 +105,7 @@ class RunScreen(Screen):
         table = layer_table(detail.channels)
         rounds = [r["round"] for r in detail.rounds]
         chosen = self.chosen_round(detail)
-        key = (len(detail.channels), chosen)
+        key = (len(detail.channels), chosen, self.paper)
         if key == self._channels_key:  # rebuild only on news, so that the table keeps its scroll
             return
         self._channels_key = key
@@ -114,9 +118,20 @@ class RunScreen(Screen):
         for layer, by_round in table.items():
             total = next(iter(by_round.values()))[1]
             widget.add_row(layer, str(total), *(str(by_round[r][0]) if r in by_round else "" for r in rounds))
+        plot = self.query_one("#plot-layers", PlotWidget)
+        if self.paper:
+            layer = detail.paper_layer
+            by_round = table.get(layer or "", {})
+            series = {layer: (sorted(by_round), [by_round[r][0] for r in sorted(by_round)])} if by_round else {}
+            empty = f"no channels of the paper layer {layer} yet" if layer else "no paper layer for this model"
+            plot.set_data(series, f"effective channels: paper layer {layer} (Figure 5) · l: all layers", empty)
+            return
+        shown = layers_to_plot(table)
         series = {layer: (sorted(table[layer]), [table[layer][r][0] for r in sorted(table[layer])])
-                  for layer in layers_to_plot(table)}
-        self.query_one("#plot-layers", PlotWidget).set_data(series)
+                  for layer in shown}
+        which = f"all {len(table)} layers" if len(shown) == len(table) else \
+            f"{len(shown)} of {len(table)} layers (the most fallen)"
+        plot.set_data(series, f"effective channels: {which} · l: paper layer")
 
     def chosen_round(self, detail: RunDetail) -> int | None:
         if not detail.rounds:
@@ -132,9 +147,12 @@ class RunScreen(Screen):
             picks.set_data({}, "classes picked")
             return
         row = next(r for r in detail.rounds if r["round"] == chosen)
-        bins, counts = json.loads(row["gamma_bins"]), json.loads(row["gamma_counts"])
-        centers = [round((a + b) / 2, 4) for a, b in zip(bins[:-1], bins[1:], strict=True)]
-        gamma.set_data({f"round {chosen}": (centers, counts)}, f"|γ| histogram, round {chosen}  ←/→")
+        if self.paper:
+            self.show_paper_gamma(detail, chosen)
+        else:
+            bins, counts = json.loads(row["gamma_bins"]), json.loads(row["gamma_counts"])
+            centers = [round((a + b) / 2, 4) for a, b in zip(bins[:-1], bins[1:], strict=True)]
+            gamma.set_data({f"round {chosen}": (centers, counts)}, f"|γ|, all layers, round {chosen}  ←/→")
         classes = json.loads(row["pick_class_counts"])
         if sum(classes):
             picks.set_data({f"round {chosen}": ([str(i) for i in range(len(classes))], classes)},
@@ -142,6 +160,22 @@ class RunScreen(Screen):
         else:
             title = f"classes picked after round {chosen}"
             picks.set_data({}, title, empty="none: the last round picks none")
+
+    def show_paper_gamma(self, detail: RunDetail, chosen: int) -> None:
+        """Figure 5: the paper layer's |γ| after the round, its mean/10 line and the channels below it."""
+        gamma, layer = self.query_one("#plot-gamma", PlotWidget), detail.paper_layer
+        row = next((g for g in detail.paper_gammas if g["round"] == chosen), None)
+        if row is None:
+            gamma.set_data({}, f"|γ| of paper layer {layer}, round {chosen}",
+                           empty="not recorded for this round" if layer else "no paper layer for this model")
+            return
+        centers, counts, line = gamma_histogram(row["abs_gamma"])
+        counted = next((c for c in detail.channels if c["round"] == chosen and c["layer"] == layer), None)
+        below = f"{counted['channels'] - counted['effective']}/{counted['channels']} below mean/10 · " \
+            if counted else ""
+        gamma.set_data({f"round {chosen}": (centers, counts)},
+                       f"round {chosen}: {below}|γ| of paper layer {layer}  ←/→",
+                       vlines={f"mean/10 = {line:.3g}": line})
 
     def show_log(self, detail: RunDetail) -> None:
         text = Text()
@@ -164,6 +198,13 @@ class RunScreen(Screen):
         self.round = min(max(self.chosen_round(self.detail) + step, 0), last)
         self.show_channels(self.detail)
         self.show_round(self.detail)
+
+    def action_layers(self) -> None:
+        self.paper = not self.paper
+        self.notify("plots of the paper's layer (Figure 5)" if self.paper else "plots of all layers")
+        if self.detail is not None:
+            self.show_channels(self.detail)
+            self.show_round(self.detail)
 
     def _change(self, verb: str, allowed: tuple[str, ...]) -> None:
         run = self.detail.run if self.detail else None
