@@ -74,6 +74,6 @@ def pair_claim(runs: Rows, curves: dict[int, Rows], shown: Rows) -> str | None:
     if claim is None:
         return f"{methods[0]} vs {methods[1]}: no claim of the paper compares these two"
     unit = "accuracy" if claim.metric == ACCURACY else "effective channels"
-    return (f"claim {claim.claim} ({claim.section}): {claim.method} − {claim.baseline} {unit} "
+    return (f"claim {claim.claim}, {claim.section}: {claim.method} − {claim.baseline} {unit} "
             f"{format_difference(claim)}, round {format_rounds(claim)}, {format_seeds(claim)} seeds: "
             f"{claim.verdict}")

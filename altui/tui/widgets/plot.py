@@ -76,6 +76,8 @@ class PlotWidget(PlotextPlot):
     def render(self) -> RenderResult:
         width, height = self.size
         title = Text(self.title, style="bold", no_wrap=True, overflow="ellipsis") if self.show_title else None
+        if title is not None:
+            title.truncate(width, overflow="ellipsis")  # one line: the joined text would wrap it
         rows = height - (1 if title else 0)
         if width < 12 or rows < 4:
             return Text(self.title, style="bold")
