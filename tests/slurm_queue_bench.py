@@ -1,6 +1,6 @@
 """The Slurm executor at scale: N tiny runs through a local single-node Slurm cluster.
 
-    sudo python benchmarks/slurm_queue.py [--runs 100] [--max-jobs 8] [--cpus 8]
+    sudo python tests/slurm_queue_bench.py [--runs 100] [--max-jobs 8] [--cpus 8]
 
 Starts a cluster as the tests do (tests/slurm_cluster.py: Debian's slurm-wlm and munge, as root),
 queues N tiny `digits` runs (2 rounds of 1 epoch, CPU), starts `altui worker start --executor slurm
@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the local cluster the tests use
+sys.path.insert(0, str(ROOT / "tests"))  # the local cluster the tests use (this folder)
 sys.path.insert(0, str(ROOT))
 
 from slurm_cluster import LocalSlurm  # noqa: E402
