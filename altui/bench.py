@@ -36,7 +36,7 @@ from altui.al.presets import RECIPES
 from altui.al.sink import ListSink
 from altui.al.tensors import DeviceData
 from altui.al.train import TrainStep, train_round
-from altui.measure import Workload, concurrent_train_rates, device_name, synthetic_dataset, timed
+from altui.measure import Workload, concurrent_train_rates, synthetic_dataset, timed
 
 REFERENCE_SCORE_BATCH = 128
 POOL = 10_000  # distinct images per case; longer blocks cycle through them
@@ -349,10 +349,6 @@ def run_slots(
         alone = single.compiled if compiled and single.compiled else single.eager
         out.append(SlotsResult(case.name, tuple(rates), alone, single.flops))
     return out
-
-
-def describe_device(device: str) -> str:
-    return device_name(resolve_device(device))
 
 
 def mfu(rate: float, flops: float, peak: float | None) -> str:

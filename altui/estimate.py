@@ -267,7 +267,7 @@ def measure_missing(store: Store, configs: list[RunConfig], shapes: list[Shape],
                 if kind == "train":
                     values["warmup"], values["last"] = warmup, last
             elif kind == "score":
-                values["score"] = score_rate(w, dev, cfg.eval_batch(dev.type), "entropy", seconds)
+                values["score"] = score_rate(w, dev, cfg.eval_batch(dev.type), seconds)
             elif kind in ("round", "epoch") and "round" not in values:
                 values["round"], values["epoch"] = overheads(w, dev, Path(store.path).parent)
         base = {"device": name, "model": model, "input": w.input, "batch": batch, "compile": int(compiled),
@@ -283,21 +283,14 @@ def measure_missing(store: Store, configs: list[RunConfig], shapes: list[Shape],
 
 
 def estimate_runs(store: Store, configs: list[RunConfig], device: str = "auto", gpus: int = 1, slots: int = 1,
-                  measure: bool = True, seconds: float = 1.0, remeasure: bool = False,
+                  seconds: float = 1.0, remeasure: bool = False,
                   log: Callable[[str], None] = lambda _: None) -> Estimate:
-    """`altui estimate`: measure what the store's cache lacks (unless `measure` is off), then plan.
-    Without measuring, runs whose workload is not in the cache leave the times None."""
+    """`altui estimate`: measure what the store's cache lacks, then plan (cached_estimate: the
+    cache alone)."""
     import torch
 
-    from altui.al.loop import resolve_device
-    from altui.measure import device_name
-
     shapes = [data_shape(c) for c in configs]
-    if measure:
-        name, device_type = measure_missing(store, configs, shapes, device, slots, seconds, remeasure, log)
-    else:
-        dev = resolve_device(device)
-        name, device_type = device_name(dev), dev.type
+    name, device_type = measure_missing(store, configs, shapes, device, slots, seconds, remeasure, log)
     measurements = with_slots(cached(store, name, torch.__version__), slots)
     return plan(configs, shapes, measurements, name, device_type, gpus, slots)
 

@@ -124,10 +124,14 @@ class TrainBench:
         train_round(self.cfg, 0, self.model, self.data, labeled, self.cfg.weight_decay, self.generator,
                     ListSink(), self.teacher, images // 2, self.loss_module, self.step)
 
-    def warm_up(self) -> float:
-        """Seconds of a first block of two full batches and a partial one (which compiles both)."""
-        return timed(lambda: self.run(2 * self.w.batch + max(1, self.w.batch // 2)), self.device)
+    @property
+    def warm_images(self) -> int:
+        """Two full batches and a partial one: a first block that compiles both."""
+        return 2 * self.w.batch + max(1, self.w.batch // 2)
 
+    def warm_up(self) -> float:
+        """Seconds of the first block of `warm_images`."""
+        return timed(lambda: self.run(self.warm_images), self.device)
 
     def rates(self, seconds: float, repeats: int = 3) -> tuple[float, float]:
         """(images/s over whole batches, seconds of an epoch's last batch of half a batch): blocks of
@@ -151,17 +155,18 @@ def train_rate(w: Workload, device: torch.device, variant: str = "train",
     bench = TrainBench(w, device, variant)
     warm = bench.warm_up()
     rate, last = bench.rates(seconds)
-    return rate, max(0.0, warm - (2 * w.batch + max(1, w.batch // 2)) / rate), last
+    return rate, max(0.0, warm - bench.warm_images / rate), last
 
 
-def score_rate(w: Workload, device: torch.device, batch: int, kind: str = "entropy", seconds: float = 1.0) -> float:
-    """Images/s of acquire.score (also the speed of test evaluation: the same forward passes)."""
-    bench = TrainBench(w, device, "train_ll" if kind == "ll" else "train")
+def score_rate(w: Workload, device: torch.device, batch: int, seconds: float = 1.0) -> float:
+    """Images/s of acquire.score by entropy (also the speed of test evaluation: the same forward
+    passes)."""
+    bench = TrainBench(w, device)
     pool = bench.pool
 
     def score(n: int) -> None:
         indices = torch.arange(n, device=device) % pool
-        acquire.score(bench.model, bench.data, indices, kind, batch, bench.loss_module)
+        acquire.score(bench.model, bench.data, indices, "entropy", batch, bench.loss_module)
 
     score(batch)  # warm-up
     t = timed(lambda: score(batch), device)

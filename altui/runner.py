@@ -118,8 +118,7 @@ class StoreSink:
             raise RunError(f"training diverged: the test loss is {result.test_loss} in round {result.round}; "
                            "lower lr or weight_decay")
         path = self.store.checkpoint_path(self.run_id, result.round)
-        self.store.make_run_dir(self.run_id)
-        save_checkpoint(state, path)
+        save_checkpoint(state, path)  # creates the run's folder (a planted link refused)
         self.store.add_round(self.run_id, round_row(result), channel_rows(result), pick_rows(result),
                              gamma_rows(result))
         previous = self.store.checkpoint_path(self.run_id, result.round - 1)

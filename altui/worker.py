@@ -267,6 +267,10 @@ class Worker:
             self.recover()
         if self.disk_full is None or self.space_is_back():
             self.fill()
+        self.beat()
+
+    def beat(self) -> None:
+        """The heartbeat in the store's settings, every HEARTBEAT_SECONDS."""
         if time.monotonic() >= self.next_beat:
             self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
             self.store.set_settings({"worker_heartbeat": now()})
@@ -516,9 +520,7 @@ class SlurmWorker(Worker):
             self.poll()
         self.stop_cancelled()
         self.fill()
-        if time.monotonic() >= self.next_beat:
-            self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
-            self.store.set_settings({"worker_heartbeat": now()})
+        self.beat()
 
     # -- events
     def ingest(self, job: SlurmJob) -> None:
@@ -715,19 +717,23 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_a
     store = Store(db)
     try:
         if store.settings().get("executor") == "slurm":
-            worker = slurm_worker(db, store, max_attempts)
+            options = SlurmOptions.from_json(store.settings().get("slurm_options"))
+            worker = SlurmWorker(store, SlurmJobs(db, options), max_attempts)
+            mine = {"worker_executor": "slurm", "worker_slots": json.dumps(["slurm"] * options.max_jobs)}
+            how = f"Slurm executor, {options.describe()}"
         else:
             waiting = store.runs(status="queued") + store.runs(status="running")
             models = [json.loads(r["spec_json"]).get("model", "") for r in waiting]
             slots, choice = plan_slots(gpus, slots_per_gpu, models)
-            labels = [s.label for s in slots]
-            store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_executor": "local",
-                                "worker_heartbeat": now(), "worker_slots": json.dumps(labels),
-                                "worker_slots_choice": choice, "worker_disk_full": None})
-            cpu_slots = sum(s.gpu is None for s in slots)
-            worker = Worker(store, LocalExecutor(db, cpu_slots), slots, max_attempts)
-            worker.event(None, f"worker {os.getpid()} started: slots {', '.join(s.label for s in slots)} "
-                               f"({choice}), max attempts {max_attempts}")
+            worker = Worker(store, LocalExecutor(db, sum(s.gpu is None for s in slots)), slots, max_attempts)
+            mine = {"worker_executor": "local", "worker_slots": json.dumps([s.label for s in slots]),
+                    "worker_slots_choice": choice}
+            how = f"slots {', '.join(s.label for s in slots)} ({choice})"
+        store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_heartbeat": now(),
+                            "worker_disk_full": None, **mine})
+        worker.event(None, f"worker {os.getpid()} started: {how}, max attempts {max_attempts}")
+        if isinstance(worker, SlurmWorker):
+            worker.attach()  # follow the jobs an earlier head left
         worker.serve()
         worker.event(None, f"worker {os.getpid()} stopped")
     finally:
@@ -735,19 +741,6 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_a
         store.close()
         os.close(fd)  # releases the lock
     return True
-
-
-def slurm_worker(db: Path, store: Store, max_attempts: int) -> SlurmWorker:
-    """The Slurm executor's head with the options saved in the store, attached to its jobs."""
-    options = SlurmOptions.from_json(store.settings().get("slurm_options"))
-    worker = SlurmWorker(store, SlurmJobs(db, options), max_attempts)
-    store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_executor": "slurm",
-                        "worker_heartbeat": now(), "worker_slots": json.dumps(["slurm"] * options.max_jobs),
-                        "worker_disk_full": None})
-    worker.event(None, f"worker {os.getpid()} started: Slurm executor, {options.describe()}, "
-                       f"max attempts {max_attempts}")
-    worker.attach()
-    return worker
 
 
 def choose_executor(db: Path, executor: str | None = None,

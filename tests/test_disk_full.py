@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_worker import runner_pids
 
 from altui.store import Store
 
@@ -62,18 +63,6 @@ def wait_for(what: str, predicate: Callable[[], Any], db: Path) -> Any:
     log = db.parent / "worker.log"
     pytest.fail(f"timed out waiting for {what}; run: {the_run(db)}\nworker.log:\n"
                 f"{log.read_text()[-3000:] if log.exists() else '-'}")
-
-
-def runner_pids(db: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"altui.runner" in args and str(db).encode() in args:
-            pids.append(int(proc.name))
-    return pids
 
 
 def worker_pid(db: Path) -> int:

@@ -44,9 +44,6 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-fail_plain = fail  # fail() prints no markup any more; kept for the callers that asked for that
-
-
 def tell(text: str) -> None:
     """One message as it is: never wrapped (paths stay whole), no markup, control characters escaped."""
     out.print(printable(text), soft_wrap=True)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, err, fail, fail_plain, open_store, read_spec, tell, wide
+from altui.cli.app import app, err, fail, open_store, read_spec, tell, wide
 from altui.spec import SpecError
+from altui.tui.format import duration
 
 
 def _progress(message: str) -> None:
@@ -37,10 +38,11 @@ def bench(
     from altui import bench as b
     from altui.al.config import ConfigError
     from altui.al.loop import resolve_device
+    from altui.measure import device_name
 
     try:
-        where = b.describe_device(device)
-        on_gpu = resolve_device(device).type == "cuda"
+        dev = resolve_device(device)
+        where, on_gpu = device_name(dev), dev.type == "cuda"
         results = b.run_bench(device, seconds, repeats, images, workers, log=_progress, compiled=compiled)
         together = b.run_slots(results, device, slots, max(3.0, 2 * seconds), log=_progress) if slots > 1 else []
     except ConfigError as e:
@@ -48,7 +50,7 @@ def bench(
     peak = (peak_tflops or b.peak_tflops(where)) if on_gpu else None
     wide.print(f"altui bench: {where}, torch {torch.__version__}, reference DataLoader num_workers={workers}, "
               f"median of {repeats} blocks", highlight=False)
-    flops = ", ".join(f"{c.name} {b.flops_per_image(c) / 1e6:,.1f} MFLOP" for c in b.CASES)
+    flops = ", ".join(f"{r.case} {r.flops / 1e6:,.1f} MFLOP" for r in results if r.metric == "score")
     wide.print(f"forward FLOPs per image (training counts 3x): {flops}"
               + (f"; MFU against a bf16 peak of {peak:g} TFLOP/s" if peak else ""), highlight=False)
     if on_gpu and not peak:
@@ -84,7 +86,7 @@ def estimate(
     try:
         configs = [r.config for r in spec.get(experiment).runs]
     except SpecError as e:  # an unknown experiment
-        fail_plain(str(e))
+        fail(str(e))
     try:
         with open_store(ctx, create=True) as store:  # its measurements are cached there
             result = estimate_runs(store, configs, device, gpus, slots, seconds=seconds, remeasure=remeasure,
@@ -97,18 +99,4 @@ def estimate(
     unit = "GPU-hours" if not (result.device or "").startswith("cpu") else "device-hours"
     tell(f"{experiment}: {result.runs} runs, {result.train_images:,} training images")
     tell(f"on {result.device} (torch {torch.__version__}), {gpus} device(s) x {slots} slot(s):")
-    tell(f"  wall time {duration(result.wall_seconds)}, {result.gpu_hours:.3g} {unit}")
-
-
-def duration(seconds: float | None) -> str:
-    """12 s, 3 min 20 s, 4 h 05 min, 2 d 3 h."""
-    if seconds is None:
-        return "unknown"
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
+    tell(f"  wall time {duration(result.wall_seconds) or 'unknown'}, {result.gpu_hours:.3g} {unit}")

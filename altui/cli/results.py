@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, check_experiment, err, fail_plain, open_store, out
+from altui.cli.app import app, check_experiment, err, fail, open_store, out
 
 
 @app.command("export")
@@ -29,7 +29,7 @@ def export_table(
     for value, allowed, what in ((format_, report.FORMATS, "format"), (table, report.TABLES, "table"),
                                  (interval, report.INTERVALS, "interval")):
         if value not in allowed:
-            fail_plain(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+            fail(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
     with open_store(ctx) as store:
         check_experiment(store, experiment)
         if output is None:
@@ -66,14 +66,14 @@ def plot_curves(
     from altui import plotting
 
     if metric != GAMMA and metric not in plotting.METRICS:
-        fail_plain(f"unknown metric {metric!r}; allowed: {', '.join([*plotting.METRICS, GAMMA])}")
+        fail(f"unknown metric {metric!r}; allowed: {', '.join([*plotting.METRICS, GAMMA])}")
     if out_file is not None and out_file.suffix.lower() not in (".png", ".svg", ".pdf"):
-        fail_plain(f"--out {out_file}: allowed: a .png, .svg or .pdf file")
+        fail(f"--out {out_file}: allowed: a .png, .svg or .pdf file")
     if metric == GAMMA:
         plot_gamma(ctx, targets, out_file)
         return
     if len(targets) > 1:
-        fail_plain(f"--metric {metric} plots one EXPERIMENT or RUN, got {len(targets)}; several runs side "
+        fail(f"--metric {metric} plots one EXPERIMENT or RUN, got {len(targets)}; several runs side "
                    "by side are for --metric gamma")
     target = targets[0]
     with open_store(ctx) as store:
@@ -83,7 +83,7 @@ def plot_curves(
             run_id = store.resolve([target])[0]
             series = plotting.run_series(store.result_rows(run_id=run_id), metric)
     if not series:
-        fail_plain(f"{target}: no round is recorded yet")
+        fail(f"{target}: no round is recorded yet")
     info = plotting.METRICS[metric]
     title = f"{target}: {metric.replace('_', ' ')}"
     if out_file is None:
@@ -96,7 +96,7 @@ def plot_curves(
     try:
         plotting.save_figure(series, out_file, title, info.xlabel, info.ylabel)
     except plotting.MatplotlibMissing as e:
-        fail_plain(str(e))
+        fail(str(e))
     out.print(f"wrote {out_file}", highlight=False)
 
 
@@ -110,7 +110,7 @@ def plot_gamma(ctx: typer.Context, targets: list[str], out_file: Path | None) ->
         try:
             columns = [gamma.run_gamma(store, run_id) for run_id in gamma.target_runs(store, targets)]
         except gamma.GammaError as e:
-            fail_plain(str(e))
+            fail(str(e))
     if out_file is None:
         size = shutil.get_terminal_size((100, 30))
         tty = sys.stdout.isatty()
@@ -123,7 +123,7 @@ def plot_gamma(ctx: typer.Context, targets: list[str], out_file: Path | None) ->
     try:
         figure5.save_figure(columns, out_file)
     except plotting.MatplotlibMissing as e:
-        fail_plain(str(e))
+        fail(str(e))
     out.print(f"wrote {out_file}", highlight=False)
 
 

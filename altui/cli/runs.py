@@ -19,7 +19,6 @@ from altui.cli.app import (
     check_experiment,
     db_path,
     fail,
-    fail_plain,
     open_store,
     out,
     printable,
@@ -30,7 +29,7 @@ from altui.cli.app import (
 )
 from altui.spec import MAX_RUNS, SpecError
 from altui.store import STATUSES, Store, parse_time
-from altui.tui.format import duration, status_text
+from altui.tui.format import CANCELLABLE, RETRYABLE, duration, status_text
 
 
 @app.command()
@@ -218,10 +217,11 @@ def list_runs(
     import json
 
     from altui.estimate import known_throughput, queue_finish
+    from altui.tui.backend import worker_slots
     from altui.worker import worker_status
 
     if status is not None and status not in STATUSES:
-        fail_plain(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
+        fail(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
     if not db_path(ctx).exists():  # nothing was ever queued there: say so, create nothing
         if experiment is not None:
             fail(f"no experiment {experiment!r} in {db_path(ctx)} (see `altui ls`)")
@@ -232,7 +232,7 @@ def list_runs(
         everything = store.runs()
         throughput = known_throughput(store)
     worker = worker_status(db_path(ctx))
-    eta = queue_finish(everything, throughput, max(1, len((worker or {}).get("slots") or [])))
+    eta = queue_finish(everything, throughput, worker_slots(worker))
     rows = [r for r in everything if (status is None or r["status"] == status)
             and (experiment is None or r["experiment"] == experiment)]
     if as_json:
@@ -297,13 +297,13 @@ def change_runs(ctx: typer.Context, refs: list[str], change: str, experiment: st
                 status: str | None = None) -> None:
     """Cancel, retry or restart runs by id or name, or every run of an experiment and/or status,
     saying for each whether it changed."""
-    allowed = ("queued", "running") if change == "cancel" else ("failed", "cancelled")
+    allowed = CANCELLABLE if change == "cancel" else RETRYABLE
     if refs and (experiment or status):
-        fail_plain(f"{change}: give run ids or names, or --experiment/--status, not both")
+        fail(f"{change}: give run ids or names, or --experiment/--status, not both")
     if not refs and not (experiment or status):
-        fail_plain(f"{change}: give run ids or names, or --experiment NAME and/or --status STATUS")
+        fail(f"{change}: give run ids or names, or --experiment NAME and/or --status STATUS")
     if status is not None and status not in allowed:
-        fail_plain(f"{change} --status {status!r}: allowed: {', '.join(allowed)}")
+        fail(f"{change} --status {status!r}: allowed: {', '.join(allowed)}")
     with open_store(ctx) as store:
         if refs:
             ids = store.resolve(refs)
@@ -311,7 +311,7 @@ def change_runs(ctx: typer.Context, refs: list[str], change: str, experiment: st
             check_experiment(store, experiment)
             ids = store.select_runs(experiment, [status] if status else allowed)
             if not ids:
-                where = f" of {printable(experiment)}" if experiment else ""
+                where = f" of {experiment}" if experiment else ""
                 tell(f"no {status or ' or '.join(allowed)} runs{where}: nothing to {change}")
                 return
         act: dict[str, Any] = {"cancel": store.cancel, "retry": store.retry, "restart": store.restart}

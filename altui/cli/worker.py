@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, db_path, fail, fail_plain, open_store, tell
+from altui.cli.app import app, db_path, fail, open_store, tell
 
 worker_app = typer.Typer(help="The background worker that runs queued runs (docs/worker.md).",
                          no_args_is_help=True)
@@ -61,7 +61,7 @@ def worker_start(
         started = running is None and start_worker(db, gpus, slots_per_gpu, not foreground, max_attempts,
                                                    executor, slurm)
     except WorkerError as e:
-        fail_plain(str(e))
+        fail(str(e))
     status = worker_status(db) if running is None else running
     if not started:
         tell(f"a worker is already running for {db} (pid {status['pid'] if status else '?'})")
@@ -111,9 +111,8 @@ def worker_show(ctx: typer.Context) -> None:
         return
     beat = parse_time(status["heartbeat"])
     age = f"{(datetime.now(timezone.utc) - beat).total_seconds():.0f} s ago" if beat else "not yet"
+    chosen = f" ({status['slots_choice']})" if status["slots_choice"] else ""
     where = (f"executor: slurm, {status['slurm']}" if status["executor"] == "slurm"
-             else f"slots: {', '.join(status['slots']) or 'starting'}")
-    tell(f"worker pid {status['pid']}, started {status['started']}, heartbeat {age}\n"
-         f"{where}"
-         + (f" ({status['slots_choice']})" if status.get("slots_choice") and status["executor"] != "slurm" else "")
-         + f"\n{queue}\nlog: {status['log']}")
+             else f"slots: {', '.join(status['slots']) or 'starting'}{chosen}")
+    tell(f"worker pid {status['pid']}, started {status['started']}, heartbeat {age}\n{where}\n{queue}\n"
+         f"log: {status['log']}")

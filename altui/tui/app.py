@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState
 
 from altui.tui.backend import Backend, Clock, Snapshot, utc_now
 from altui.tui.messages import ActionDone, SnapshotReady
+from altui.tui.screens.confirm import ConfirmScreen
 from altui.tui.screens.main import MainScreen
 from altui.tui.screens.run import RunScreen
 
@@ -113,6 +114,14 @@ class AltuiApp(App[None]):
     @work(thread=True, group="actions", exit_on_error=False)
     def act(self, action: Callable[..., str], *args: object) -> None:
         self.post_message(ActionDone(action(*args)))
+
+    def confirm(self, question: str, targets: list[str], note: str, yes: str, then: Callable[[], None]) -> None:
+        """Ask first (ConfirmScreen); `then` runs on yes."""
+        def answered(ok: bool | None) -> None:
+            if ok:
+                then()
+
+        self.push_screen(ConfirmScreen(question, targets, note, yes), answered)
 
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,12 @@ class RunDetail:
     paper_gammas: list[dict[str, Any]] = field(default_factory=list)  # its `gammas` rows, by round
 
 
+def worker_slots(worker: dict[str, Any] | None) -> int:
+    """How many runs a worker (worker_status()) runs at once; one when none runs: what starting one
+    gives."""
+    return max(1, len((worker or {}).get("slots") or []))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     runs: list[dict[str, Any]]  # Store.runs(): every run with its progress
@@ -70,8 +76,7 @@ class Snapshot:
 
     @property
     def slots(self) -> int:
-        """How many runs the worker runs at once (one when no worker runs: what starting one gives)."""
-        return max(1, len((self.worker or {}).get("slots") or []))
+        return worker_slots(self.worker)
 
     def experiment_eta(self, experiment: str | None = None) -> float | None:
         """Seconds until the experiment's runs (all runs when None) are done; 0 when none waits,
@@ -114,6 +119,7 @@ class Backend:
         # Touched only by the polling thread (polls never overlap).
         self._spec_state: ExperimentsState | None = None
         self._curves: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+        self._layers: dict[int, tuple[int, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = {}
         self._speed: tuple[float, dict[tuple[str, int], float]] | None = None
 
     # ---- reads -------------------------------------------------------------------------------
@@ -129,13 +135,20 @@ class Backend:
             throughput = self._throughput(store)
         experiments = self.read_experiments()
         worker = self.worker_status()
-        snapshot = Snapshot(runs, curves, paused, worker, experiments, self.clock(), detail, throughput)
-        return replace(snapshot, eta=queue_finish(runs, throughput, snapshot.slots))
+        eta = queue_finish(runs, throughput, worker_slots(worker))
+        return Snapshot(runs, curves, paused, worker, experiments, self.clock(), detail, throughput, eta)
 
     def _detail(self, store: Store, run: dict[str, Any], rounds: list[dict[str, Any]]) -> RunDetail:
-        layer = PAPER_LAYER.get(json.loads(run["spec_json"]).get("model", ""))
-        return RunDetail(run, rounds, store.channels(run["id"]), store.events(run["id"], limit=50), layer,
-                         store.gammas(run["id"], layer) if layer else [])
+        """The run view's rows; channels and |gamma| are read again only when a round is recorded
+        (the same transaction writes them), the log at every poll."""
+        cached = self._layers.get(run["id"])
+        if cached is None or cached[0] != run["rounds_done"]:
+            layer = PAPER_LAYER.get(json.loads(run["spec_json"]).get("model", ""))
+            cached = (run["rounds_done"], layer, store.channels(run["id"]),
+                      store.gammas(run["id"], layer) if layer else [])
+            self._layers[run["id"]] = cached
+        _, layer, channels, gammas = cached
+        return RunDetail(run, rounds, channels, store.events(run["id"], limit=50), layer, gammas)
 
     def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
         """known_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""

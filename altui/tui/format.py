@@ -15,6 +15,7 @@ EIGHTHS = " ▏▎▍▌▋▊▉"
 # One symbol per status, also in the header's counts; "pending": queued and waiting in Slurm.
 SYMBOLS = {"running": "▶", "queued": "…", "pending": "◌", "done": "✓", "failed": "✗", "cancelled": "⊘"}
 CANCELLABLE, RETRYABLE = ("queued", "running"), ("failed", "cancelled")  # what cancel and retry change
+CANCEL_NOTE = "Completed rounds are kept; a running run stops within seconds."
 STATUS_STYLE = {"running": "bold green", "queued": "dim", "pending": "dim", "done": "",
                 "failed": "bold red", "cancelled": "yellow"}
 

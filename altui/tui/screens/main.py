@@ -3,7 +3,6 @@ of one experiment's method means."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from textual import events
@@ -15,9 +14,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from altui.spec import SpecError
 from altui.tui.backend import Snapshot
-from altui.tui.format import CANCELLABLE, RETRYABLE, duration, run_target
+from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, duration, run_target
 from altui.tui.messages import MarksChanged
-from altui.tui.screens.confirm import ConfirmScreen
 from altui.tui.series import METRICS, means_series, pair_claim, runs_series
 from altui.tui.widgets.experiments import ExperimentsPane, ExperimentsTable
 from altui.tui.widgets.plot import PlotWidget
@@ -201,15 +199,6 @@ class MainScreen(Screen):
         if self.snapshot is not None:
             self.apply(self.snapshot)
 
-    # ---- confirmations -------------------------------------------------------------------------
-
-    def confirm(self, question: str, targets: list[str], note: str, yes: str, then: Callable[[], None]) -> None:
-        def answered(ok: bool | None) -> None:
-            if ok:
-                then()
-
-        self.app.push_screen(ConfirmScreen(question, targets, note, yes), answered)
-
     def action_queue(self) -> None:
         names = self.pane.targets()
         if not names and self.runs_table.view.experiment in self.pane.table.queueable:
@@ -243,7 +232,7 @@ class MainScreen(Screen):
         if self.snapshot.worker is None:
             note += "; no worker runs: queueing starts one" if self.app.backend.start_worker_on_queue \
                 else "; no worker runs (w starts one)"
-        self.confirm(f"Queue {count} run{'s' * (count != 1)} of {', '.join(names)}?", lines, note, "queue",
+        self.app.confirm(f"Queue {count} run{'s' * (count != 1)} of {', '.join(names)}?", lines, note, "queue",
                      lambda: self._queued(names))
 
     def _queued(self, names: list[str]) -> None:
@@ -289,8 +278,7 @@ class MainScreen(Screen):
         left = len(chosen) - len(targets)
         note = f"{left} of them {'is' if left == 1 else 'are'} not {' or '.join(allowed)}: left as they are. " \
             if left else ""
-        note += ("Completed rounds are kept; a running run stops within seconds." if verb == "cancel"
-                 else "They resume after their last completed round.")
+        note += CANCEL_NOTE if verb == "cancel" else "They resume after their last completed round."
         count = len(targets)
         some = f"{count} of " if count < len(chosen) else ""
         question = f"{verb.capitalize()} {some}{what}?"
@@ -302,7 +290,7 @@ class MainScreen(Screen):
                 table.clear_marks()
             self.app.act(action, ids)
 
-        self.confirm(question, [run_target(r) for r in targets], note, verb, act)
+        self.app.confirm(question, [run_target(r) for r in targets], note, verb, act)
 
     # ---- the view ------------------------------------------------------------------------------
 

@@ -16,8 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from altui.store import parse_time
 from altui.tui.backend import RunDetail, Snapshot
-from altui.tui.format import CANCELLABLE, RETRYABLE, job_text, run_target, status_text
-from altui.tui.screens.confirm import ConfirmScreen
+from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, job_text, run_target, status_text
 from altui.tui.series import gamma_histogram
 from altui.tui.widgets.plot import PlotWidget
 from altui.tui.widgets.status import StatusLine
@@ -215,15 +214,9 @@ class RunScreen(Screen):
                         f"(only {' or '.join(allowed)} runs can be)")
             return
         action = self.app.backend.cancel if verb == "cancel" else self.app.backend.retry
-        note = ("Completed rounds are kept; a running run stops within seconds." if verb == "cancel"
-                else "It resumes after its last completed round.")
-
-        def answered(ok: bool | None) -> None:
-            if ok:
-                self.app.act(action, [run["id"]])
-
-        self.app.push_screen(ConfirmScreen(f"{verb.capitalize()} run #{run['id']} (this run)?", [run_target(run)],
-                                           note, verb), answered)
+        note = CANCEL_NOTE if verb == "cancel" else "It resumes after its last completed round."
+        self.app.confirm(f"{verb.capitalize()} run #{run['id']} (this run)?", [run_target(run)], note, verb,
+                         lambda: self.app.act(action, [run["id"]]))
 
     def action_cancel(self) -> None:
         self._change("cancel", CANCELLABLE)
