@@ -51,7 +51,7 @@ def tell(text: str) -> None:
 
 def known_failure(exc: BaseException, db: Path | None) -> str | None:
     """The one line to print for a failure a user can act on; None for a bug (whose traceback helps)."""
-    runner = sys.modules.get("altui.runner")  # (not imported: none of its errors was raised)
+    runner = sys.modules.get("altui.execution.runner")  # (not imported: none of its errors was raised)
     if isinstance(exc, sqlite3.Error):
         return str(store_error(db or DEFAULT_DB, exc))
     if isinstance(exc, (StoreError, SpecError, ConfigError)) or runner and isinstance(

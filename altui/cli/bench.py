@@ -35,10 +35,10 @@ def bench(
     See docs/benchmarks.md."""
     import torch
 
-    from altui import bench as b
     from altui.al.config import ConfigError
     from altui.al.loop import resolve_device
-    from altui.measure import device_name
+    from altui.speed import bench as b
+    from altui.speed.measure import device_name
 
     try:
         dev = resolve_device(device)
@@ -80,7 +80,7 @@ def estimate(
     import torch
 
     from altui.al.config import ConfigError
-    from altui.estimate import estimate_runs
+    from altui.speed.estimate import estimate_runs
 
     spec = read_spec(file)
     try:

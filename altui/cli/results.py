@@ -24,7 +24,7 @@ def export_table(
         help="Summary cells in md/latex: pm (mean ± half-width) or range (mean \\[lo, hi]).")] = "pm",
 ) -> None:
     """Export a table of the store (streamed for csv, json, jsonl). Formats: docs/export.md."""
-    from altui import report
+    from altui.results import report
 
     for value, allowed, what in ((format_, report.FORMATS, "format"), (table, report.TABLES, "table"),
                                  (interval, report.INTERVALS, "interval")):
@@ -63,7 +63,7 @@ def plot_curves(
     `--metric gamma` draws the paper's Figure 5 for one or several runs."""
     import shutil
 
-    from altui import plotting
+    from altui.results import plotting
 
     if metric != GAMMA and metric not in plotting.METRICS:
         fail(f"unknown metric {metric!r}; allowed: {', '.join([*plotting.METRICS, GAMMA])}")
@@ -104,7 +104,7 @@ def plot_gamma(ctx: typer.Context, targets: list[str], out_file: Path | None) ->
     """Figure 5: one column per run, in the terminal or into `out_file`."""
     import shutil
 
-    from altui import figure5, gamma, plotting
+    from altui.results import figure5, gamma, plotting
 
     with open_store(ctx) as store:
         try:
@@ -135,7 +135,7 @@ def write_report(
         "--output", "-o", help="Write FILE.md (figures as PNG files beside it); default: stdout.")] = None,
 ) -> None:
     """A Markdown reproduction report: settings, summary table, figures, the paper's numbers."""
-    from altui import report
+    from altui.results import report
 
     with open_store(ctx) as store:
         check_experiment(store, experiment)
@@ -158,7 +158,7 @@ def check_claims(
     """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""
     import json
 
-    from altui import claims
+    from altui.results import claims
 
     with open_store(ctx) as store:
         check_experiment(store, experiment)

@@ -91,7 +91,7 @@ def requeue_lost(store: Store, name: str) -> None:
     again and resume here. A worker's runs carry a pid and are the worker's to recover."""
     from datetime import datetime, timezone
 
-    from altui.worker import STALE_SECONDS
+    from altui.execution.worker import STALE_SECONDS
 
     for r in store.runs(status="running", experiment=name):
         beat = parse_time(r["heartbeat_at"])
@@ -112,7 +112,7 @@ def run(
     """Run an experiment's runs one after another in the foreground. Ctrl-C cancels the current run
     and keeps its completed rounds; running the command again resumes it. Exit code 0 when every run
     is done, 1 when one failed or was cancelled (docs/cli.md lists the others)."""
-    from altui import runner
+    from altui.execution import runner
 
     spec = read_spec(file, max_runs)
     try:
@@ -141,7 +141,7 @@ def run(
 def run_in_turn(ctx: typer.Context, todo: list[dict[str, Any]], device: str | None) -> Counter[str]:
     """Run the queued runs one after another, with progress bars; how many ended how. Ctrl-C and a
     signal stop the whole command (Exit), a cancel from another shell only its run."""
-    from altui import runner
+    from altui.execution import runner
 
     ended: Counter[str] = Counter()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -216,9 +216,9 @@ def list_runs(
     """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
     import json
 
-    from altui.estimate import known_throughput, queue_finish
+    from altui.execution.worker import worker_status
+    from altui.speed.estimate import known_throughput, queue_finish
     from altui.tui.backend import worker_slots
-    from altui.worker import worker_status
 
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
@@ -273,7 +273,7 @@ def queue_runs(
     max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Queue experiments' runs for the worker. Runs already in the store are left as they are."""
-    from altui.worker import worker_status
+    from altui.execution.worker import worker_status
 
     spec = read_spec(file, max_runs)
     names = names or [e.name for e in spec.experiments]
@@ -328,7 +328,7 @@ def change_runs(ctx: typer.Context, refs: list[str], change: str, experiment: st
 
 def scancel_job(job_id: str) -> str:
     """scancel a cancelled run's Slurm job now, so it stops even when no worker runs."""
-    from altui.executors.slurm import SlurmError, scancel
+    from altui.execution.executors.slurm import SlurmError, scancel
 
     try:
         scancel([job_id])

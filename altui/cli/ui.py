@@ -28,8 +28,8 @@ def demo(
     experiment: Annotated[str, typer.Option(help="The experiment to queue.")] = "digits-demo",
 ) -> None:
     """Queue the offline digits demo, start a worker if none runs, and open the dashboard."""
+    from altui.execution.worker import WorkerError, start_worker, worker_status
     from altui.tui.app import run_ui
-    from altui.worker import WorkerError, start_worker, worker_status
 
     spec = read_spec(file)
     with open_store(ctx, create=True) as store:

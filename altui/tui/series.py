@@ -1,6 +1,6 @@
 """The main screen's curves as plain data, from the rows a snapshot carries.
 
-The numbers come from altui.plotting (and so altui.report's bootstrap), so that the dashboard draws
+The numbers come from altui.results.plotting (and so altui.results.report's bootstrap), so that the dashboard draws
 the same curves as `altui report`: accuracy in percent, each method's mean over seeds with its 95%
 bootstrap interval.
 """
@@ -11,10 +11,10 @@ import json
 import math
 from typing import Any
 
-from altui.claims import ACCURACY, CHANNELS, claim_for_pair, format_difference, format_rounds, format_seeds
-from altui.plotting import Series, experiment_series, run_series
+from altui.results.claims import ACCURACY, CHANNELS, claim_for_pair, format_difference, format_rounds, format_seeds
+from altui.results.plotting import Series, experiment_series, run_series
 
-# plot name -> altui.plotting metric
+# plot name -> altui.results.plotting metric
 METRICS = {"accuracy": "accuracy", "lambda": "weight_decay", "channels": "effective_channels"}
 Rows = list[dict[str, Any]]
 

@@ -79,7 +79,7 @@ class MainScreen(Screen):
         with Horizontal(id="plots"):
             for i, name in enumerate(METRICS):
                 yield PlotWidget(TITLES[name], id=f"plot-{name}", classes="-current" if i == 0 else "")
-        yield Static(id="claim-line")  # two methods overlaid: the paper's claim about them (altui.claims)
+        yield Static(id="claim-line")  # two methods overlaid: the paper's claim about them (altui.results.claims)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

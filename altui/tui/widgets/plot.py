@@ -1,5 +1,5 @@
 """PlotWidget: the dashboard's one chart widget, a textual-plotext plot with its title and legend
-outside the data. altui.plotting draws (the same axes, markers and notes as `altui plot`).
+outside the data. altui.results.plotting draws (the same axes, markers and notes as `altui plot`).
 
 The widget holds what it draws as plain data (`series`, `bands`, `vlines`, `title`, `legend`), so
 tests read what a plot shows without parsing characters; it draws again when the data or its size
@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from altui.plotting import COLORS, LegendEntry, draw_chart, legend_entries
+from altui.results.plotting import COLORS, LegendEntry, draw_chart, legend_entries
 
 Kind = Literal["line", "bar"]
 RIGHT_LEGEND_WIDTH = 60  # from this width on, the legend is a column right of the data; else lines below
@@ -42,7 +42,7 @@ class PlotWidget(PlotextPlot):
 
     def set_data(self, series: Mapping[str, Sequence], title: str | None = None, empty: str = "no data yet",
                  vlines: Mapping[str, float] | None = None) -> None:
-        """`series`: label -> (x, y) or (x, y, low, high), e.g. altui.plotting.Series; a low/high
+        """`series`: label -> (x, y) or (x, y, low, high), e.g. altui.results.plotting.Series; a low/high
         pair draws a band around the curve. `vlines`: label -> x. `empty` is shown when there is
         nothing to draw."""
         self.empty = empty

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from altui.plotting import COLORS
+from altui.results.plotting import COLORS
 from altui.tui.format import STATUS_STYLE, SYMBOLS, run_cells, short_names, status_key
 from altui.tui.messages import MarksChanged
 from altui.tui.runs_view import COLUMNS, EXPERIMENT_WIDTH, ORDER, Run, View, choose_columns, extras, visible

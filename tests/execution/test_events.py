@@ -1,0 +1,132 @@
+"""The Slurm executor's parts that need no cluster: its options as submitit parameters, the runs
+table's Slurm columns, and the events file a job writes on its node, which the head ingests once
+however often it reads it, into the rows a local run writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_worker import BASE
+
+from altui.al.presets import resolve
+from altui.execution import runner
+from altui.execution.events import EventSink, EventsReader, events_path, ingest, recorded_round
+from altui.execution.executors.slurm import SlurmError, SlurmOptions, pass_through, slurm_minutes
+from altui.store import Store
+
+# ---- options --------------------------------------------------------------------------
+
+
+def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
+    assert [slurm_minutes(t) for t in ("90", "1:30", "1:30:00", "2-0", "1-2:03", "0-0:0:30")] == [
+        90, 2, 90, 2880, 1563, 1]
+    with pytest.raises(SlurmError, match="must be more than 0"):
+        slurm_minutes("0")
+    options = SlurmOptions(max_jobs=3, partition="gpu", time="2-00:00:00", gpus_per_job=2, cpus_per_job=8,
+                           mem="64G", account="ml", qos="high", constraint="a100",
+                           slurm_args=("exclude=node07", "mail-type=END", "reservation=maint", "setup=module load cuda",
+                                       "setup=source venv/bin/activate", "use_srun=false", "requeue"))
+    assert options.parameters() == {
+        "partition": "gpu", "time": 2880, "gpus_per_node": 2, "cpus_per_task": 8, "mem": "64G", "account": "ml",
+        "qos": "high", "constraint": "a100", "stderr_to_stdout": True, "exclude": "node07", "mail_type": "END",
+        "setup": ["module load cuda", "source venv/bin/activate"], "use_srun": False,
+        "additional_parameters": {"reservation": "maint", "requeue": True}}
+    assert SlurmOptions.from_json(options.to_json()) == options
+    from submitit.slurm.slurm import _make_sbatch_string  # the script submitit writes
+
+    script = _make_sbatch_string(command="true", folder="/tmp", **SlurmOptions().parameters())
+    assert "--time" not in script and "--gpus-per-node=1" in script, "no --time: the partition's default"
+    again = options.merged({"partition": "", "max_jobs": 5, "slurm_args": [""], "mem": None})
+    assert again.partition is None and again.max_jobs == 5 and again.slurm_args == () and again.mem == "64G"
+    assert pass_through("exclusive=user") == ("exclusive", "user")
+    with pytest.raises(SlurmError, match="use --gpus-per-job"):
+        pass_through("gpus_per_node=2")
+
+
+# ---- the events file ------------------------------------------------------------------------------
+
+
+def test_the_events_file_ingests_once_and_matches_a_run_that_writes_the_store(tmp_path: Path) -> None:
+    config = resolve("Entropy+init", {**{k: v for k, v in BASE.items() if k != "seeds"}, "seed": 0}).to_dict()
+    with Store(tmp_path / "altui.db") as store:
+        ids = store.enqueue("e", "test", {}, [{"name": n, "method": "Entropy+init", "seed": 0, "config": config}
+                                              for n in ("local", "node")])
+        store.claim("cpu", ids[0])
+    assert runner.execute(tmp_path / "altui.db", ids[0], "cpu") == "done"
+
+    run_dir = tmp_path / str(ids[1])
+    sink = EventSink(run_dir, "7")  # what a Slurm job does on its node
+    sink.start("n1", 0)
+    assert runner.execute_to_events(sink, ids[1], config, "cpu") == "done" and recorded_round(run_dir) == 1
+    sink.close()
+    with open(events_path(run_dir), "ab") as f:
+        f.write(b'{"type":"log","at":"x","job":"7","level":"info","message":"cut sh')  # a killed writer
+    with Store(tmp_path / "altui.db") as store:
+        first = ingest(store, ids[1], EventsReader(events_path(run_dir)).read())
+        assert first.rounds == 2 and first.start["node"] == "n1" and first.end["status"] == "done"
+        tables = {t: store.export_columns(t) for t in ("rounds", "epochs", "channels", "picks", "gammas")}
+        before = {t: list(store.export_rows(t)) for t in tables}
+        events_before = store.events(ids[1], limit=10_000)
+        again = ingest(store, ids[1], EventsReader(events_path(run_dir)).read())  # a restarted head
+        assert again.rounds == 0
+        assert {t: list(store.export_rows(t)) for t in tables} == before
+        assert store.events(ids[1], limit=10_000) == events_before
+        assert not any("cut sh" in e["message"] for e in events_before)
+
+        def rows(table: str, run_id: int) -> list[dict[str, Any]]:
+            skip = {"run_id", "recorded_at", "train_seconds", "acquire_seconds"}
+            return [{k: v for k, v in r.items() if k not in skip} for r in before[table] if r["run_id"] == run_id]
+
+        for table in ("rounds", "channels", "picks", "gammas"):  # the same run, through either sink
+            assert rows(table, ids[1]) == rows(table, ids[0]), table
+        assert [e["message"] for e in store.events(ids[1], limit=10_000)][:2] == [
+            "Slurm job 7 started on n1", "round 0: 20 labels, weight decay 0.01"]
+
+    EventSink(run_dir, "8").close()  # a new job trims the cut line before appending
+    assert events_path(run_dir).read_bytes().endswith(b"}\n")
+    lines = [json.loads(line) for line in events_path(run_dir).read_text().splitlines()]
+    assert lines[0]["type"] == "start" and lines[-1] == {**lines[-1], "type": "end", "status": "done"}
+    assert os.path.exists(run_dir / "round-1.pt") and not os.path.exists(run_dir / "round-0.pt")
+
+
+# ---- the runs table's Slurm columns ---------------------------------------------------------------
+
+
+def test_slurm_job_columns_follow_the_contract_with_the_dashboard(tmp_path: Path) -> None:
+    """queued + slurm_job_id = pending in Slurm, never claimed; running has a node; a job's end that
+    requeues the run clears both; an ended run keeps them; a local worker leaves such runs alone."""
+    from altui.execution.worker import LocalExecutor, Worker, make_slots
+
+    config = resolve("Random", {**{k: v for k, v in BASE.items() if k != "seeds"}, "seed": 0}).to_dict()
+    with Store(tmp_path / "altui.db") as store:
+        a, b = store.enqueue("e", "test", {}, [{"name": n, "method": "Random", "seed": 0, "config": config}
+                                               for n in ("a", "b")])
+        assert store.claim("slurm")["id"] == a
+        store.slurm_submitted(a, "41")
+        assert store.run(a) | {"status": "queued", "slurm_job_id": "41", "node": None} == store.run(a)
+        assert store.claim("cpu", a) is None and store.claim("cpu")["id"] == b  # pending in Slurm: not claimed
+        store.finish(b, "queued")
+        assert store.slurm_state(a, "41", "n3") and not store.slurm_state(a, "41", "n3")  # True: it changed
+        assert store.slurm_state(a, "99", None) is False  # another job's news changes nothing
+        assert store.run(a) | {"status": "running", "slurm_job_id": "41", "node": "n3"} == store.run(a)
+        assert [r["id"] for r in store.slurm_runs()] == [a]
+
+        Worker(store, LocalExecutor(tmp_path / "altui.db"), make_slots("cpu", 1)).recover()
+        assert store.run(a)["status"] == "running", "a local worker does not take a Slurm job's run for lost"
+
+        store.finish(a, "queued")  # its job ended first: back to the queue, to be resubmitted
+        assert store.run(a) | {"status": "queued", "slurm_job_id": None, "node": None} == store.run(a)
+        store.claim("slurm", a)
+        store.slurm_submitted(a, "42")
+        store.slurm_state(a, "42", "n4")
+        store.finish(a, "done")
+        assert store.run(a) | {"status": "done", "slurm_job_id": "42", "node": "n4"} == store.run(a)
+        store.cancel([b])
+        store.retry([a, b])
+        assert store.run(b)["slurm_job_id"] is None and store.run(b)["status"] == "queued"
+        assert store.log_once(a, "2026-01-01T00:00:00", "info", "x") and not store.log_once(
+            a, "2026-01-01T00:00:00", "info", "x")

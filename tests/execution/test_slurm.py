@@ -1,0 +1,319 @@
+"""The Slurm executor against a real single-node Slurm cluster that these tests start (as root:
+munged, slurmctld, slurmd; tests/execution/slurm_cluster.py), with tiny `digits` runs on the CPU: runs finish
+through Slurm jobs, a killed job is resubmitted, a killed head re-attaches, a requeued job resumes,
+a cancelled run's job is cancelled, bad options are refused. (The events file and the options without
+a cluster: tests/execution/test_events.py.)"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slurm_cluster import NODE, LocalSlurm
+from test_worker import SLOW, altui, kill9, ok, write_spec
+
+from altui.execution.worker import WorkerError, lock_holder, start_worker, stop_worker, worker_status
+from altui.store import Store
+
+pytestmark = pytest.mark.slurm
+TIMEOUT = 240.0  # seconds for runs to finish: jobs start Python and torch on a loaded 2-core machine
+CPU_JOBS = ("--executor", "slurm", "--gpus-per-job", "0", "--cpus-per-job", "1", "--time", "20")
+
+
+# ---- the cluster, the store, the worker ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalSlurm]:
+    c = LocalSlurm(cpus=4).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def env(cluster: LocalSlurm) -> dict[str, str]:
+    # The head's environment is its jobs' (sbatch exports it): one thread per run, no GPU.
+    return dict(cluster.env, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.fixture
+def db(tmp_path: Path, cluster: LocalSlurm) -> Iterator[Path]:
+    """A store in tmp_path; afterwards its worker is stopped and every job is cancelled."""
+    path = tmp_path / "runs" / "altui.db"
+    path.parent.mkdir(parents=True)
+    yield path
+    try:
+        stop_worker(path, timeout=40)
+    except WorkerError:
+        kill9(lock_holder(path) or 0)
+    cluster.cancel_all()
+
+
+def store_runs(db: Path) -> dict[str, dict[str, Any]]:
+    with Store(db) as store:
+        return {r["name"]: r for r in store.runs()}
+
+
+def messages(db: Path, name: str) -> list[str]:
+    with Store(db) as store:
+        return [e["message"] for e in store.events(store.resolve([name])[0], limit=10_000)]
+
+
+def diagnostics(db: Path, cluster: LocalSlurm) -> str:
+    rows = "\n".join(f"  {r['id']} {n}: {r['status']} rounds {r['rounds_done']} attempt {r['attempt']} "
+                     f"job {r['slurm_job_id']} node {r['node']} error {(r['error'] or '')[-300:]!r}"
+                     for n, r in store_runs(db).items())
+    log = db.parent / "worker.log"
+    parts = [f"runs:\n{rows}", f"squeue: {cluster.jobs()}",
+             "worker.log:\n" + (log.read_text()[-3000:] if log.exists() else "(none)")]
+    for job_log in sorted(db.parent.glob("*/slurm/*_log.out"))[-3:]:
+        parts.append(f"{job_log}:\n{job_log.read_text()[-1500:]}")
+    return "\n".join(parts)
+
+
+def wait_for(db: Path, cluster: LocalSlurm, what: str, predicate: Callable[[], Any],
+             timeout: float = TIMEOUT, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{diagnostics(db, cluster)}")
+
+
+def wait_finished(db: Path, cluster: LocalSlurm, names: list[str]) -> dict[str, dict[str, Any]]:
+    def finished() -> dict[str, dict[str, Any]] | None:
+        rows = store_runs(db)
+        return rows if all(rows[n]["status"] in ("done", "failed", "cancelled") for n in names) else None
+
+    return wait_for(db, cluster, f"{names} to finish", finished)
+
+
+def start(db: Path, env: dict[str, str], *options: str) -> int:
+    out = ok(altui(db, env, "worker", "start", *options))
+    assert "worker started" in out, out
+    return worker_status(db)["pid"]
+
+
+def assert_complete(db: Path, name: str, rounds: int, epochs: int) -> dict[str, Any]:
+    """Done, every round recorded once, every epoch once, and each round's log line once."""
+    with Store(db) as store:
+        run = store.run(store.resolve([name])[0])
+        recorded = [r["round"] for r in store.rounds(run["id"])]
+        epoch_keys = [(e["round"], e["epoch"]) for e in store.epochs(run["id"])]
+        picked = Counter(p["round"] for p in store.picks(run["id"]))
+    assert run["status"] == "done", f"{name}: {run['status']}\n{run['error']}"
+    assert recorded == list(range(rounds)), f"{name} recorded rounds {recorded}"
+    assert epoch_keys == [(r, e) for r in range(rounds) for e in range(1, epochs + 1)], epoch_keys
+    assert all(picked[r] == 20 for r in range(rounds - 1)) and picked[rounds - 1] == 0, picked
+    done_lines = Counter(m for m in messages(db, name) if ": accuracy" in m)  # "round r: accuracy ..."
+    assert len(done_lines) == rounds and set(done_lines.values()) == {1}, done_lines
+    return run
+
+
+def picks(db: Path, name: str) -> list[tuple[int, int]]:
+    with Store(db) as store:
+        return [(p["round"], p["pool_index"]) for p in store.picks(store.resolve([name])[0])]
+
+
+def submissions(db: Path, run_id: int) -> list[str]:
+    """The job ids submitit submitted for a run (one sbatch script each)."""
+    return sorted(p.name.split("_")[0] for p in (db.parent / str(run_id) / "slurm").glob("*_submission.sh"))
+
+
+def running_on_node(db: Path, name: str, rounds_done: int = 0) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        run = store_runs(db)[name]
+        ok_ = run["status"] == "running" and run["node"] == NODE and run["rounds_done"] >= rounds_done
+        return run if ok_ else None
+
+    return check
+
+
+# ---- through Slurm --------------------------------------------------------------------------------
+
+
+def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], cluster: LocalSlurm,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"six": {"methods": ["Random", "Entropy+init"], "seeds": [0, 1, 2]}})
+    ok(altui(db, env, "queue", str(spec)))
+    pid = start(db, env, *CPU_JOBS, "--max-jobs", "4")
+    status = ok(altui(db, env, "worker", "status"))
+    assert f"worker pid {pid}" in status and "executor: slurm, at most 4 jobs, CPU jobs" in status, status
+
+    # While they run, squeue lists altui's jobs: each the job of a run, never more than 4 at once.
+    seen: dict[str, str] = {}
+    in_flight = []
+
+    def all_done() -> bool:
+        jobs = [j for j in cluster.jobs() if j["name"].startswith("altui-")]
+        in_flight.append(len(jobs))
+        for j in jobs:
+            seen[j["id"]] = j["state"]
+        return all(r["status"] == "done" for r in store_runs(db).values())
+
+    wait_for(db, cluster, "six runs done", all_done, every=0.3)
+    assert max(in_flight) <= 4, in_flight
+    assert "RUNNING" in seen.values(), seen
+    rows = store_runs(db)
+    assert len(rows) == 6
+    assert {r["slurm_job_id"] for r in rows.values()} <= set(seen) | {None} and len(seen) >= 2, (seen, rows)
+    for name, run in rows.items():
+        assert_complete(db, name, 2, 1)
+        assert run["device"] == "slurm" and run["node"] == NODE and run["attempt"] == 1, run
+        assert submissions(db, run["id"]) == [run["slurm_job_id"]]
+        log = messages(db, name)
+        assert f"submitted as Slurm job {run['slurm_job_id']} (attempt 1)" in log, log
+        assert f"Slurm job {run['slurm_job_id']} started on {NODE}" in log, log
+        assert f"running on {NODE} (Slurm job {run['slurm_job_id']})" in log, log
+    listing = ok(altui(db, env, "ls"))  # the CLI reads the ingested rows like any others
+    assert listing.count(" done ") == 6 and listing.count(" 2/2 ") == 6, listing
+
+    # The options were saved: a start without any, as the dashboard's `w` makes it, runs the same executor.
+    assert "its Slurm jobs go on" in ok(altui(db, env, "worker", "stop"))
+    for key in ("SLURM_CONF", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.setenv(key, env[key])
+    assert start_worker(db)
+    status = ok(altui(db, env, "worker", "status"))
+    assert "executor: slurm, at most 4 jobs, CPU jobs, --time 20, --cpus-per-job 1" in status, status
+
+
+def job_python(db: Path, run_id: int) -> int | None:
+    """The pid of the Python process a run's job runs on the node (not srun's)."""
+    folder = str(db.parent / str(run_id) / "slurm").encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in args and folder in args and not args[0].endswith(b"srun"):
+            return int(proc.name)
+    return None
+
+
+def test_a_job_killed_mid_run_is_resubmitted_and_ends_with_the_same_picks(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"kill": SLOW, "oom": SLOW, "ref": SLOW})  # same settings
+    ok(altui(db, env, "queue", str(spec)))
+    start(db, env, *CPU_JOBS)
+    run = wait_for(db, cluster, "round 1 of the run to kill", running_on_node(db, "kill/Entropy+init/s0", 2),
+                   every=0.1)
+    killed_job = run["slurm_job_id"]
+    cluster.run("scancel", "--signal=KILL", killed_job)
+    # And as the out-of-memory killer does: SIGKILL to the job's process, which cannot write a line more.
+    oom = wait_for(db, cluster, "round 1 of the other", running_on_node(db, "oom/Entropy+init/s0", 2), every=0.1)
+    kill9(wait_for(db, cluster, "its job's Python", lambda: job_python(db, oom["id"]), timeout=10))
+    wait_finished(db, cluster, ["kill/Entropy+init/s0", "oom/Entropy+init/s0", "ref/Entropy+init/s0"])
+
+    assert_complete(db, "ref/Entropy+init/s0", 4, 3)
+    for name, job in (("kill/Entropy+init/s0", killed_job), ("oom/Entropy+init/s0", oom["slurm_job_id"])):
+        run = assert_complete(db, name, 4, 3)
+        assert run["attempt"] == 2 and run["slurm_job_id"] != job, run
+        assert submissions(db, run["id"]) == sorted([job, run["slurm_job_id"]])
+        log = messages(db, name)
+        assert any(f"its Slurm job {job} ended before the run did" in m and "requeued to resume at round" in m
+                   for m in log), log
+        assert any("resuming at round" in m for m in log), log
+        assert picks(db, name) == picks(db, "ref/Entropy+init/s0")
+
+
+def test_a_killed_head_is_replaced_by_one_that_re_attaches_and_runs_nothing_twice(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"a": SLOW, "b": SLOW, "c": {"rounds": 2}})
+    ok(altui(db, env, "queue", str(spec)))
+    head = start(db, env, *CPU_JOBS, "--max-jobs", "2")
+    wait_for(db, cluster, "two runs running", lambda: sum(
+        r["status"] == "running" and r["node"] == NODE for r in store_runs(db).values()) == 2)
+    kill9(head)
+    wait_for(db, cluster, "the lock to be released", lambda: lock_holder(db) is None)
+    with Store(db) as store:  # as if the dead head had just claimed the third run, submitting nothing
+        claimed = store.claim("slurm")
+    assert claimed and claimed["name"] == "c/Entropy+init/s0", claimed
+    time.sleep(3)  # the jobs go on without a head, writing their events files
+    assert len([j for j in cluster.jobs() if j["name"].startswith("altui-")]) == 2
+
+    start(db, env)  # the saved options
+    rows = wait_finished(db, cluster, ["a/Entropy+init/s0", "b/Entropy+init/s0", "c/Entropy+init/s0"])
+    for name in ("a/Entropy+init/s0", "b/Entropy+init/s0"):
+        run = assert_complete(db, name, 4, 3)
+        assert run["attempt"] == 1 and submissions(db, run["id"]) == [run["slurm_job_id"]], run
+        assert f"re-attached to Slurm job {run['slurm_job_id']}" in messages(db, name)
+    c = assert_complete(db, "c/Entropy+init/s0", 2, 1)
+    assert c["attempt"] == 1 and len(submissions(db, c["id"])) == 1, c
+    assert any("claimed it and stopped before submitting" in m for m in messages(db, "c/Entropy+init/s0"))
+    assert rows["a/Entropy+init/s0"]["rounds_done"] == 4
+
+
+def test_a_requeued_job_goes_back_to_pending_and_its_run_resumes(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"pre": SLOW})
+    ok(altui(db, env, "queue", str(spec)))
+    start(db, env, *CPU_JOBS)
+    run = wait_for(db, cluster, "round 1", running_on_node(db, "pre/Entropy+init/s0", 2), every=0.1)
+    job = run["slurm_job_id"]
+    cluster.run("scontrol", "requeue", job)  # what preemption with PreemptMode=REQUEUE does
+
+    def pending() -> dict[str, Any] | None:
+        r = store_runs(db)["pre/Entropy+init/s0"]
+        return r if r["status"] == "queued" and r["node"] is None else None
+
+    after = wait_for(db, cluster, "the run to show as pending in Slurm", pending, timeout=30, every=0.1)
+    assert after["slurm_job_id"] == job, after  # queued with its job: pending in Slurm
+    # Slurm holds a requeued job for about two minutes (BeginTime); let it start now.
+    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    wait_finished(db, cluster, ["pre/Entropy+init/s0"])
+
+    done = assert_complete(db, "pre/Entropy+init/s0", 4, 3)
+    assert done["slurm_job_id"] == job and done["attempt"] == 1, done  # the same job, not a resubmission
+    log = messages(db, "pre/Entropy+init/s0")
+    assert any(m.startswith(f"pending in Slurm (job {job}") for m in log), log
+    assert f"Slurm job {job} started on {NODE} (restart 1)" in log, log
+    assert any("resuming at round" in m for m in log), log
+
+
+def test_cancel_scancels_the_job_and_the_run_stays_cancelled(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"c": SLOW})
+    ok(altui(db, env, "queue", str(spec)))
+    start(db, env, *CPU_JOBS)
+    run = wait_for(db, cluster, "the run to run", running_on_node(db, "c/Entropy+init/s0", 1), every=0.1)
+    job = run["slurm_job_id"]
+    out = ok(altui(db, env, "cancel", "c/Entropy+init/s0"))
+    assert "cancelled" in out and f"Slurm job {job} cancelled (scancel)" in out, out
+    wait_for(db, cluster, "the job to leave squeue", lambda: job not in {j["id"] for j in cluster.jobs()},
+             timeout=30)
+    wait_for(db, cluster, "the head to see the job end",
+             lambda: any(f"Slurm job {job} ended" in m for m in messages(db, "c/Entropy+init/s0")), timeout=30)
+    after = store_runs(db)["c/Entropy+init/s0"]
+    assert after["status"] == "cancelled" and after["slurm_job_id"] == job and after["rounds_done"] >= 1, after
+    time.sleep(2)
+    assert store_runs(db)["c/Entropy+init/s0"]["status"] == "cancelled"
+    assert submissions(db, run["id"]) == [job], "a cancelled run is not resubmitted"
+
+
+def test_bad_options_are_refused_before_the_worker_starts(db: Path, env: dict[str, str]) -> None:
+    for flags, says in [
+        (("--time", "soon"), "--time 'soon': allowed: minutes"),
+        (("--slurm-arg", "partition=gpu"), "use --partition instead"),
+        (("--slurm-arg", "nodes=two"), "nodes takes an integer"),
+        (("--mem", "lots"), "--mem 'lots': allowed"),
+        (("--partition", "nowhere"), "Slurm refuses jobs with these options"),
+    ]:
+        result = altui(db, env, "worker", "start", *CPU_JOBS, *flags)
+        assert result.returncode == 1 and says in result.stderr, (flags, result.stderr)
+        assert worker_status(db) is None
+    result = altui(db, env, "worker", "start", "--executor", "local", "--partition", "gpu")
+    assert result.returncode == 1 and "--partition: options of --executor slurm" in result.stderr, result.stderr
+    with Store(db) as store:
+        assert "slurm_options" not in store.settings(), "refused options are not saved"
