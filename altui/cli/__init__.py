@@ -1,5 +1,5 @@
-"""The `altui` command, split by command group. Every command but `ui` (and `demo`, which opens it)
-works without a TTY."""
+"""The `altui` command (Typer), split by command group; the top layer: may import every package.
+Every command but `ui` (and `demo`, which opens it) works without a TTY."""
 
 from __future__ import annotations
 

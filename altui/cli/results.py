@@ -24,20 +24,20 @@ def export_table(
         help="Summary cells in md/latex: pm (mean ± half-width) or range (mean \\[lo, hi]).")] = "pm",
 ) -> None:
     """Export a table of the store (streamed for csv, json, jsonl). Formats: docs/export.md."""
-    from altui.results import report
+    from altui.results import export
 
-    for value, allowed, what in ((format_, report.FORMATS, "format"), (table, report.TABLES, "table"),
-                                 (interval, report.INTERVALS, "interval")):
+    for value, allowed, what in ((format_, export.FORMATS, "format"), (table, export.TABLES, "table"),
+                                 (interval, export.INTERVALS, "interval")):
         if value not in allowed:
             fail(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
     with open_store(ctx) as store:
         check_experiment(store, experiment)
         if output is None:
-            report.export(store, table, format_, sys.stdout, experiment, interval)
+            export.export(store, table, format_, sys.stdout, experiment, interval)
             return
         output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w", encoding="utf-8", newline="") as fp:
-            count = report.export(store, table, format_, fp, experiment, interval)
+            count = export.export(store, table, format_, fp, experiment, interval)
     err.print(f"wrote {count} rows to {output}", highlight=False)
 
 

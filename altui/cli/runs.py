@@ -216,8 +216,8 @@ def list_runs(
     """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
     import json
 
-    from altui.execution.worker import worker_status
-    from altui.speed.estimate import known_throughput, queue_finish
+    from altui.execution.daemon import worker_status
+    from altui.speed.eta import known_throughput, queue_finish
     from altui.tui.backend import worker_slots
 
     if status is not None and status not in STATUSES:
@@ -273,7 +273,7 @@ def queue_runs(
     max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Queue experiments' runs for the worker. Runs already in the store are left as they are."""
-    from altui.execution.worker import worker_status
+    from altui.execution.daemon import worker_status
 
     spec = read_spec(file, max_runs)
     names = names or [e.name for e in spec.experiments]
@@ -328,7 +328,8 @@ def change_runs(ctx: typer.Context, refs: list[str], change: str, experiment: st
 
 def scancel_job(job_id: str) -> str:
     """scancel a cancelled run's Slurm job now, so it stops even when no worker runs."""
-    from altui.execution.executors.slurm import SlurmError, scancel
+    from altui.execution.executors.slurm.jobs import scancel
+    from altui.execution.executors.slurm.options import SlurmError
 
     try:
         scancel([job_id])

@@ -28,7 +28,7 @@ def demo(
     experiment: Annotated[str, typer.Option(help="The experiment to queue.")] = "digits-demo",
 ) -> None:
     """Queue the offline digits demo, start a worker if none runs, and open the dashboard."""
-    from altui.execution.worker import WorkerError, start_worker, worker_status
+    from altui.execution.daemon import WorkerError, start_worker, worker_status
     from altui.tui.app import run_ui
 
     spec = read_spec(file)

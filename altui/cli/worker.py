@@ -45,7 +45,7 @@ def worker_start(
         help="KEY=VALUE passed to submitit (repeatable); replaces the saved list.", rich_help_panel=SLURM)] = None,
 ) -> None:
     """Start the worker in the background (it outlives the terminal and SSH); no-op if one runs."""
-    from altui.execution.worker import WorkerError, start_worker, worker_status
+    from altui.execution.daemon import WorkerError, start_worker, worker_status
 
     db = db_path(ctx)
     slurm = {"max_jobs": max_jobs, "partition": partition, "time": time, "gpus_per_job": gpus_per_job,
@@ -74,7 +74,7 @@ def worker_start(
 def worker_stop(ctx: typer.Context) -> None:
     """Stop the worker. Its runs are requeued and resume from their last round at the next start
     (with the Slurm executor, its jobs go on and the next start re-attaches to them)."""
-    from altui.execution.worker import WorkerError, stop_worker, worker_status
+    from altui.execution.daemon import WorkerError, stop_worker, worker_status
 
     status = worker_status(db_path(ctx))
     if status is None:
@@ -95,7 +95,7 @@ def worker_show(ctx: typer.Context) -> None:
     """Whether a worker serves the store: pid, heartbeat, slots, queue."""
     from datetime import datetime, timezone
 
-    from altui.execution.worker import worker_status
+    from altui.execution.daemon import worker_status
     from altui.store import parse_time
 
     status = worker_status(db_path(ctx))

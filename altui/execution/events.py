@@ -1,10 +1,10 @@
 """A run's events file: how a Slurm job reports to the head without ever opening the store.
 
 On the compute node, `EventSink` appends one JSON object per line to `<run folder>/events.jsonl`,
-beside the run's checkpoints: the job's start, log lines, epochs, rounds (with the rows the runner
-builds for the store: round_row, channel_rows, pick_rows, gamma_rows) and the run's end. A round's
-checkpoint is written first; its line is then appended and fsynced, and only then is the previous
-round's checkpoint removed, as the store's runner does. Lines are only ever appended.
+beside the run's checkpoints: the job's start, log lines, epochs, rounds (with the rows that
+records.py builds for the store: round_row, channel_rows, pick_rows, gamma_rows) and the run's end.
+A round's checkpoint is written first; its line is then appended and fsynced, and only then is the
+previous round's checkpoint removed, as the store's runner does. Lines are only ever appended.
 
 On the head, `EventsReader` reads the complete lines written since its last read and `ingest` puts
 them into the store. Ingesting a line twice changes nothing: epochs are upserted, a round already
@@ -101,7 +101,13 @@ class EventSink:
         self.write("epoch", row=row)
 
     def round_done(self, result: RoundResult, state: ResumeState) -> None:
-        from altui.execution.runner import channel_rows, gamma_rows, pick_rows, round_row, save_checkpoint
+        from altui.execution.records import (  # torch: on the node only
+            channel_rows,
+            gamma_rows,
+            pick_rows,
+            round_row,
+            save_checkpoint,
+        )
 
         save_checkpoint(state, checkpoint_file(self.run_dir, result.round))
         self.write("round", sync=True, row=round_row(result), channels=channel_rows(result),

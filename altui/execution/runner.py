@@ -1,7 +1,9 @@
 """One run in its own process: settings from the store -> altui.al loop -> rows in the store.
 
 A round's checkpoint is written first (temporary name, then an atomic rename); the transaction that
-records the round's rows commits after it. A run resumes from its last recorded round.
+records the round's rows commits after it. A run resumes from its last recorded round. The rows and
+the checkpoint are built and read by altui/execution/records.py, which a Slurm job's events file
+(events.py, through execute_to_events) shares.
 
 A run stops when it is cancelled (its heartbeat thread sees it within seconds), and on SIGTERM or
 SIGHUP where the caller asks for it (stop_on_signals): then it goes back to the queue. A full disk
@@ -13,7 +15,6 @@ from __future__ import annotations
 import _thread
 import argparse
 import contextlib
-import io
 import json
 import math
 import signal
@@ -26,14 +27,20 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
 from altui.al.config import ConfigError, RunConfig
 from altui.al.loop import run as run_loop
 from altui.al.sink import EpochStats, ResumeState, RoundResult, Sink
-from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full, make_dir, write_atomic
-from altui.store import Store, StoreError, checkpoint_file, to_json
+from altui.execution.records import (
+    RunError,
+    channel_rows,
+    gamma_rows,
+    load_checkpoint,
+    pick_rows,
+    round_row,
+    save_checkpoint,
+)
+from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full
+from altui.store import Store, StoreError, checkpoint_file
 
 if TYPE_CHECKING:
     from altui.execution.events import EventSink
@@ -53,11 +60,6 @@ class Stopped(Exception):
 class DiskFull(Exception):
     """The disk of the store or of the run's folder is full: the run went back to the queue, its
     attempt not counted, and resumes after its last recorded round once there is space."""
-
-
-class RunError(Exception):
-    """A failure the user can act on (a damaged checkpoint, a diverged training): its message is
-    all of runs.error, no traceback."""
 
 
 @contextlib.contextmanager
@@ -127,62 +129,9 @@ class StoreSink:
             self.observer.round_done(result, state)
 
 
-def round_row(r: RoundResult) -> dict[str, Any]:
-    return {
-        "round": r.round, "n_labeled": r.n_labeled, "accuracy": r.accuracy, "test_loss": r.test_loss,
-        "weight_decay": r.weight_decay, "lr": r.lr, "effective_channels": r.probes.effective_channels,
-        "total_channels": r.probes.total_channels, "conv_l2": r.probes.conv_l2,
-        "train_seconds": r.train_seconds, "acquire_seconds": r.acquire_seconds,
-        "pick_mean_score": r.pick_mean_score, "pick_class_counts": to_json(r.pick_class_counts, "pick_class_counts"),
-        "gamma_bins": to_json(r.probes.gamma_bins, f"round {r.round}: its |gamma| histogram (training diverged?)"),
-        "gamma_counts": to_json(r.probes.gamma_counts, "gamma_counts"),
-    }
-
-
-def channel_rows(r: RoundResult) -> list[dict[str, Any]]:
-    return [{"layer": c.layer, "channels": c.channels, "effective": c.effective} for c in r.probes.channels]
-
-
-def gamma_rows(r: RoundResult) -> list[dict[str, Any]]:
-    return [{"layer": c.layer, "abs_gamma": float32_json(c.abs_gamma)} for c in r.probes.channels]
-
-
-def float32_json(values: tuple[float, ...]) -> str:
-    """A JSON array of float32 values in their shortest exact form (a float32 read back is the same
-    float32); a non-finite value (a diverged layer) is null, which JSON allows and NaN is not."""
-    return "[" + ",".join(str(np.float32(v)) if math.isfinite(v) else "null" for v in values) + "]"
-
-
-def pick_rows(r: RoundResult) -> list[dict[str, Any]]:
-    return [{"pool_index": i, "score": s} for i, s in zip(r.picks, r.pick_scores, strict=True)]
-
-
-def save_checkpoint(state: ResumeState, path: Path) -> None:
-    """Serialised in memory first, so that a full disk surfaces as an OSError (ENOSPC) from the
-    write, whose partial temporary file is removed."""
-    make_dir(path.parent)
-    buffer = io.BytesIO()
-    torch.save(state.to_dict(), buffer)
-    write_atomic(path, buffer.getbuffer())
-
-
 def load_resume(store: Store, run_id: int) -> ResumeState | None:
     last = store.last_round(run_id)
     return None if last < 0 else load_checkpoint(run_id, last, store.checkpoint_path(run_id, last))
-
-
-def load_checkpoint(run_id: int, round_: int, path: Path) -> ResumeState:
-    """The checkpoint that resumes a run after `round_`; RunError says what to do when it is missing
-    or damaged."""
-    again = f"`altui retry --from-scratch {run_id}` restarts the run at round 0"
-    if not path.is_file():
-        raise RunError(f"run {run_id} recorded round {round_} but its checkpoint {path} is missing; {again}")
-    try:
-        return ResumeState.from_dict(torch.load(path, weights_only=True))
-    except Exception as e:  # truncated, overwritten, or not a checkpoint at all: torch raises many kinds
-        cause = " ".join(str(e).split()).split(". ")[0][:120]  # torch's messages run long
-        raise RunError(f"the checkpoint {path} of run {run_id} (round {round_}) is damaged and cannot be read "
-                       f"({type(e).__name__}: {cause}); {again}") from e
 
 
 def execute(db_path: str | Path, run_id: int, device: str | None = None, observer: Sink | None = None,

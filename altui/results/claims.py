@@ -3,7 +3,7 @@
 For a given seed every method starts from the same labels and the same initialisation (the paper's fair
 comparison), so two methods are compared seed by seed: per seed, the difference between them at the same
 round; then the mean difference over the seeds and its 95% interval from 1000 bootstrap resamples of the
-seeds (`report.bootstrap_interval`, the summary's own). Pure functions over the rows that
+seeds (`stats.paired_interval` over `stats.bootstrap_interval`, the summary's own). Pure functions over the rows that
 `Store.result_rows` and `Store.layer_rows` yield. Methods are found by name (the paper's preset names);
 runs are compared only with runs at the same sweep point.
 """
@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from altui.al.catalog import PAPER_LAYER
-from altui.results.report import BOOTSTRAP_RESAMPLES, bootstrap_interval, sweep_label
+from altui.results.stats import BOOTSTRAP_RESAMPLES, CONTRADICTED, INCONCLUSIVE, MIN_SEEDS, SUPPORTED, paired_interval
+from altui.results.summary import sweep_label
 from altui.store import Store
 
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
-MIN_SEEDS = 3  # fewer paired seeds give no verdict
 
 WS, WS_INIT, KD1, KD2, ENTROPY_INIT = "WS", "WS+init", "WS+init+KD1", "WS+init+KD2", "Entropy+init"
 BEST_CANDIDATES = (KD1, KD2, WS_INIT)  # claim 5's "our method"; on equal means the first wins
@@ -66,20 +65,7 @@ class ClaimRow:
         return json.loads(json.dumps(asdict(self)))
 
 
-# ---- the statistic -------------------------------------------------------------------------------
-
-
-def paired_interval(differences: Sequence[float]) -> tuple[float | None, float | None, float | None, str]:
-    """Mean of the per-seed differences, its 95% bootstrap interval over the seeds, and the verdict:
-    supported (interval above 0), contradicted (below 0), else inconclusive, as with fewer than
-    MIN_SEEDS seeds."""
-    if not differences:
-        return None, None, None, INCONCLUSIVE
-    mean = float(np.mean(differences))
-    low, high = bootstrap_interval(differences)
-    if len(differences) < MIN_SEEDS:
-        return mean, low, high, INCONCLUSIVE
-    return mean, low, high, SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE
+# ---- pairing seeds (the statistic is stats.paired_interval) -------------------------------------
 
 
 def _values(rows: Iterable[dict[str, Any]], method: str, column: str) -> Values:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import plotext
 
-from altui.results.report import summarize, table_grid
+from altui.results.summary import summarize, table_grid
 
 
 class Series(NamedTuple):

@@ -1,5 +1,5 @@
-"""experiments.toml → runs: the parser, the schema of keys and their checks, the expansion into runs.
-Imports only altui.al (the run settings and their checks)."""
+"""experiments.toml → runs: parser (reading, issues, expansion into runs), keys (the schema of keys and
+their value checks), positions (where keys are written). Imports only altui.al (the run settings and their checks)."""
 
 from altui.spec.parser import MAX_RUNS, Experiment, RunSpec, SpecError, SpecFile, SpecIssue, load_spec, parse_spec
 

@@ -4,17 +4,17 @@ A file holds one `[defaults]` table and `[[experiment]]` tables. An experiment e
 seed x sweep point x method. Validation collects every problem at once, each with file:line:column,
 the key path and what is allowed, so that a researcher fixes a file in one pass. Numbers must be
 finite, names and strings printable, and a file expands to at most MAX_RUNS runs (counted before
-anything is expanded). The format is documented in docs/configuration.md.
+anything is expanded). The format is documented in docs/configuration.md; its keys and the check of
+each value are in altui.spec.keys, the scanner of key positions in altui.spec.positions.
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,28 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from altui.al.catalog import DATASET_INFO, MODEL_MIN_SIZE
-from altui.al.config import (
-    ACQUISITIONS,
-    DATASETS,
-    DISTILLS,
-    INITS,
-    MODELS,
-    WD_SCHEDULES,
-    ConfigError,
-    RunConfig,
-)
+from altui.al.config import ConfigError, RunConfig
 from altui.al.presets import PRESETS, resolve
+from altui.spec.keys import (
+    DEFAULTS_KEYS,
+    EXPERIMENT_KEYS,
+    EXPERIMENT_NAME,
+    FIELD_KINDS,
+    METHOD_FIELDS,
+    METHOD_KEYS,
+    METHOD_NAME,
+    PATH_DATASETS,
+    TOP_KEYS,
+    count_of,
+    format_value,
+    has_kind,
+    is_sweep,
+    normalized,
+    show,
+    unknown_choice,
+    value_error,
+)
+from altui.spec.positions import scan_positions
 
 # ----------------------------------------------------------------------------------------------
 # Public API
@@ -103,7 +114,7 @@ class SpecFile:
             if experiment.name == name:
                 return experiment
         names = [e.name for e in self.experiments]
-        raise SpecError([SpecIssue(self.path, None, None, "experiment", _unknown("experiment", name, names))])
+        raise SpecError([SpecIssue(self.path, None, None, "experiment", unknown_choice("experiment", name, names))])
 
 
 MAX_RUNS = 10_000  # runs one file may expand to, unless the caller allows more (--max-runs)
@@ -127,7 +138,7 @@ def parse_spec(text: str, file: str = "<string>", max_runs: int = MAX_RUNS) -> S
     issues = _Issues(file, scan_positions(text))
     for key in doc:
         if key not in TOP_KEYS:
-            issues.add(key, _unknown("top-level key", key, TOP_KEYS))
+            issues.add(key, unknown_choice("top-level key", key, TOP_KEYS))
 
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -154,149 +165,7 @@ def parse_spec(text: str, file: str = "<string>", max_runs: int = MAX_RUNS) -> S
 
 
 # ----------------------------------------------------------------------------------------------
-# What the format allows
-
-TOP_KEYS = ("defaults", "experiment")
-
-# The TOML type of each run setting. `seed` comes from `seeds`, `extra` from `path`.
-FIELD_KINDS: dict[str, str] = {
-    "dataset": "str", "model": "str", "data_root": "str", "download": "bool",
-    "rounds": "int", "initial": "int", "budget": "int",
-    "acquisition": "str", "weight_decay": "float", "wd_schedule": "str", "decay_bn": "bool",
-    "init": "str", "distill": "str", "kd_alpha": "float", "kd_temperature": "float",
-    "epochs": "int", "lr": "float", "milestones": "ints", "lr_gamma": "float", "momentum": "float",
-    "batch_size": "int", "augment": "bool",
-    "pool_subset": "int", "subset_seed": "int", "ll_subset": "int", "ll_stop_epoch": "int",
-    "ll_margin": "float", "ll_weight": "float",
-    "device": "str", "eval_batch_size": "int", "compile": "bool|auto",
-}
-# What a method table may set (besides `name` and `preset`): the method, not the protocol or training.
-METHOD_FIELDS = (
-    "acquisition", "weight_decay", "wd_schedule", "init", "distill", "kd_alpha", "kd_temperature",
-    "decay_bn", "pool_subset", "subset_seed", "ll_subset", "ll_stop_epoch", "ll_margin", "ll_weight",
-)
-EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", *FIELD_KINDS)
-DEFAULTS_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ("name", "methods"))
-METHOD_KEYS = ("name", "preset", *METHOD_FIELDS)
-PATH_DATASETS = ("npz", "imagefolder")  # the data sets read from the user's `path`
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": DATASETS, "model": MODELS, "acquisition": ACQUISITIONS,
-    "wd_schedule": WD_SCHEDULES, "init": INITS, "distill": DISTILLS,
-}
-_AT_LEAST_1 = (lambda v: v >= 1, "an integer >= 1")
-_NOT_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
-RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "rounds": _AT_LEAST_1, "initial": _AT_LEAST_1, "budget": _AT_LEAST_1, "epochs": _AT_LEAST_1,
-    "batch_size": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1, "ll_subset": _AT_LEAST_1,
-    "pool_subset": (lambda v: v >= 0, "an integer >= 0 (0: the whole pool)"),
-    "subset_seed": (lambda v: v >= 0, "an integer >= 0"),
-    "ll_stop_epoch": (lambda v: v >= 0, "an integer >= 0"),
-    "weight_decay": _NOT_NEGATIVE, "ll_margin": _NOT_NEGATIVE, "ll_weight": _NOT_NEGATIVE,
-    "lr": (lambda v: v > 0, "a number > 0"),
-    "lr_gamma": (lambda v: v > 0, "a number > 0"),
-    "kd_alpha": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    "kd_temperature": (lambda v: 0.01 <= v <= 1000, "a number in [0.01, 1000] (the logits are divided by T, "
-                                                   "the loss multiplied by T²)"),
-    "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-}
-_KIND_TEXT = {
-    "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
-    "ints": "a list of integers", "bool|auto": 'true, false or "auto"',
-}
-_NAME = re.compile(r"[A-Za-z0-9._+-]+")  # experiment names: safe in run names, paths and shells
-_METHOD_NAME = re.compile(r"[^/\s]+")  # method names: "/" separates the parts of a run name; printable
-_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+")
-
-
-# ----------------------------------------------------------------------------------------------
-# Positions: tomllib reports none, so a small scanner reads the text once more.
-
-_HEADER = re.compile(r"\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_TOKEN = re.compile(r"[^\s,=\[\]{}#\"']+")
-
-
-def scan_positions(text: str) -> dict[str, tuple[int, int]]:
-    """Map key paths to where they are written: (line, column), both 1-based.
-
-    Reads just what experiment files use: table headers, `key = value`, arrays and inline tables on
-    one line or several. Paths are those of the issues: `defaults`, `defaults.epochs`,
-    `experiment[2]` (its header), `experiment[2].methods[1]` (an array element),
-    `experiment[2].methods[1].kd_alpha` (a key in an inline table). Multi-line strings are not
-    understood; positions after one may be off (they only make messages less precise).
-    """
-    positions: dict[str, tuple[int, int]] = {}
-    counts: dict[str, int] = {}  # [[name]] headers seen so far, to index them
-    table = ""  # path of the current table; "" is the root
-    stack: list[list[Any]] = []  # open arrays and inline tables: [path, "[" or "{", elements so far]
-    pending: str | None = None  # path of a key read whose value comes next
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.match(line) if not stack else None
-        if header:
-            table = _header_path(header, counts)
-            where = (lineno, line.index("[") + 1)
-            positions.setdefault(table, where)
-            positions.setdefault(header.group(2), where)  # "experiment": its first header
-            continue
-        col = 0
-        while col < len(line):
-            ch = line[col]
-            if ch in " \t,=":
-                col += 1
-            elif ch == "#":  # a comment runs to the end of the line
-                break
-            elif ch in "]}":
-                if stack:
-                    stack.pop()
-                col += 1
-            elif pending is None and (not stack or stack[-1][1] == "{"):
-                # a key, in a table or an inline table
-                name, col_after = _read_token(line, col)
-                parent = stack[-1][0] if stack else table
-                pending = f"{parent}.{name}" if parent else name
-                positions.setdefault(pending, (lineno, col + 1))
-                col = col_after
-            else:
-                # a value: of the pending key, or the next element of the open array
-                if pending is not None:
-                    path, pending = pending, None
-                else:
-                    path = f"{stack[-1][0]}[{stack[-1][2]}]"
-                    stack[-1][2] += 1
-                    positions.setdefault(path, (lineno, col + 1))
-                if ch in "[{":
-                    stack.append([path, ch, 0])
-                    col += 1
-                else:
-                    col = _read_token(line, col)[1]
-    return positions
-
-
-def _header_path(header: re.Match[str], counts: dict[str, int]) -> str:
-    """`[defaults]` -> "defaults"; the third `[[experiment]]` -> "experiment[2]";
-    `[experiment.x]` -> "experiment[2].x" (a subtable belongs to the latest array element)."""
-    name = header.group(2)
-    if header.group(1) == "[[":
-        counts[name] = counts.get(name, 0) + 1
-        return f"{name}[{counts[name] - 1}]"
-    head, _, rest = name.partition(".")
-    if head in counts:
-        head = f"{head}[{counts[head] - 1}]"
-    return f"{head}.{rest}" if rest else head
-
-
-def _read_token(line: str, col: int) -> tuple[str, int]:
-    """The string or bare word starting at `col`, and the column after it."""
-    quote = line[col]
-    if quote in "\"'":
-        end = col + 1
-        while end < len(line) and line[end] != quote:
-            end += 2 if quote == '"' and line[end] == "\\" else 1  # skip escaped characters
-        return line[col + 1 : end], end + 1
-    match = _TOKEN.match(line, col)
-    end = match.end() if match else col + 1
-    return line[col:end], end
-
+# Issues: each placed at its key's position (altui.spec.positions)
 
 _PARENT = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")
 
@@ -343,82 +212,7 @@ def _syntax_issue(file: str, text: str, error: Exception) -> SpecIssue:
 
 
 # ----------------------------------------------------------------------------------------------
-# Values
-
-
-def _unknown(what: str, value: Any, allowed: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ";"
-    return f"unknown {what} {value!r}{hint} allowed: {', '.join(allowed)}"
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n:,} {what}" + ("" if n == 1 else "s")
-
-
-def _show(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
-             dict: "a table"}
-    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{text} ({kinds.get(type(value), type(value).__name__)})"
-
-
-def _has_kind(value: Any, kind: str) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "bool|auto":
-        return isinstance(value, bool) or value == "auto"
-    if isinstance(value, bool):  # TOML's true is no number
-        return False
-    if kind == "int":
-        return isinstance(value, int)
-    if kind == "float":  # 1 is a fine weight decay
-        return isinstance(value, (int, float))
-    if kind == "ints":
-        return isinstance(value, list) and all(_has_kind(v, "int") for v in value)
-    return isinstance(value, str)
-
-
-def _value_error(key: str, value: Any) -> str | None:
-    """What is wrong with one value of a run setting (or `path`), or None."""
-    kind = FIELD_KINDS.get(key, "str")
-    if not _has_kind(value, kind):
-        return f"expected {_KIND_TEXT[kind]}, got {_show(value)}"
-    if kind == "float" and not math.isfinite(value):  # JSON has no inf or nan, nor has training
-        return f"{value!r} is not finite; allowed: {RANGES[key][1] if key in RANGES else 'a finite number'}"
-    if kind == "str" and not value.isprintable():  # no escape sequences into terminals and run names
-        return f"{_show(value)} holds control or other unprintable characters; allowed: printable characters"
-    if key in CHOICES and value not in CHOICES[key]:
-        return _unknown(key, value, CHOICES[key])
-    if key == "device" and not _DEVICE.fullmatch(value):
-        return f"unknown device {value!r}; allowed: auto, cpu, cuda, cuda:N"
-    if key in RANGES and not RANGES[key][0](value):
-        return f"{value!r} is out of range; allowed: {RANGES[key][1]}"
-    if key == "milestones" and (any(m < 1 for m in value) or value != sorted(value)):
-        return f"{value} is not allowed; allowed: increasing epochs >= 1, e.g. [150, 250]"
-    return None
-
-
-def _is_sweep(key: str, value: Any) -> bool:
-    """A list for a scalar setting, or a list of lists for `milestones`."""
-    if key == "milestones":
-        return isinstance(value, list) and any(isinstance(v, list) for v in value)
-    return key in FIELD_KINDS and isinstance(value, list)
-
-
-def _normal(key: str, value: Any) -> Any:
-    """Floats for float settings (so that 1 and 1.0 name the same run)."""
-    return float(value) if FIELD_KINDS.get(key) == "float" and _has_kind(value, "int") else value
-
-
-def _format(value: Any) -> str:
-    """A value in a run name: shortest form (0.1, 200, 1e-05), never a "/"."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "-".join(str(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value).replace("/", "_")
+# Tables: their keys and values (altui.spec.keys)
 
 
 def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], issues: _Issues) -> None:
@@ -426,21 +220,21 @@ def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], i
     for key, value in table.items():
         path = f"{prefix}.{key}"
         if key not in allowed:
-            issues.add(path, _unknown("key", key, allowed))
+            issues.add(path, unknown_choice("key", key, allowed))
         elif key in ("name", "methods", "seeds"):
             continue
-        elif _is_sweep(key, value):
+        elif is_sweep(key, value):
             if not value:
                 issues.add(path, "an empty list sweeps nothing; give one value or a list of values")
-            names = [_format(_normal(key, v)) for v in value]
+            names = [format_value(normalized(key, v)) for v in value]
             for n, v in enumerate(value):
-                error = _value_error(key, v)
+                error = value_error(key, v)
                 if error:
                     issues.add(f"{path}[{n}]", error)
                 elif names.index(names[n]) != n:
                     issues.add(f"{path}[{n}]", f"{v!r} is swept twice; allowed: each value once")
         else:
-            error = _value_error(key, value)
+            error = value_error(key, value)
             if error:
                 issues.add(path, error)
 
@@ -503,12 +297,12 @@ class _ExperimentParser:
             if key not in table:
                 self.issues.add(f"{self.prefix}.{key}", f"missing required key {key!r}")
         name = self.table.get("name")
-        if "name" in self.table and not (isinstance(name, str) and _NAME.fullmatch(name)):
+        if "name" in self.table and not (isinstance(name, str) and EXPERIMENT_NAME.fullmatch(name)):
             self.issues.add(f"{self.prefix}.name",
-                            f"expected a name of letters, digits and . _ + -, got {_show(name)}")
+                            f"expected a name of letters, digits and . _ + -, got {show(name)}")
         methods = self.methods(self.table["methods"]) if "methods" in self.table else []
         seeds = self.seeds(self.merged.get("seeds", [0]))
-        sweeps = [(k, [_normal(k, v) for v in vs]) for k, vs in self.merged.items() if _is_sweep(k, vs)]
+        sweeps = [(k, [normalized(k, v) for v in vs]) for k, vs in self.merged.items() if is_sweep(k, vs)]
         if not self.within_cap(len(seeds), math.prod(len(vs) for _, vs in sweeps), len(methods)):
             return None  # counted, never expanded: seeds = 100000000 costs nothing
         points = [dict(p) for p in itertools.product(*[[(k, (n, v)) for n, v in enumerate(vs)]
@@ -528,7 +322,7 @@ class _ExperimentParser:
         if total <= self.max_runs:
             return True
         above = f", {total:,} with the experiments above it" if self.runs_before else ""
-        factors = " x ".join(_count(n, what) for n, what in ((seeds, "seed"), (points, "sweep point"),
+        factors = " x ".join(count_of(n, what) for n, what in ((seeds, "seed"), (points, "sweep point"),
                                                               (methods, "method")))
         self.issues.add(self.prefix, f"expands to {self.count:,} runs ({factors}){above}; allowed: at most "
                                      f"{self.max_runs:,} runs per file (fewer seeds, sweep values or methods, "
@@ -538,7 +332,7 @@ class _ExperimentParser:
     def methods(self, value: Any) -> list[_Method]:
         path = f"{self.prefix}.methods"
         if not isinstance(value, list):
-            self.issues.add(path, f"expected a list of preset names or method tables, got {_show(value)}")
+            self.issues.add(path, f"expected a list of preset names or method tables, got {show(value)}")
             return []
         if not value:
             self.issues.add(path, f"methods is empty; give at least one of {', '.join(PRESETS)} "
@@ -558,55 +352,55 @@ class _ExperimentParser:
         """A preset name, or a table: `name`, optional `preset`, and method settings."""
         if isinstance(entry, str):
             if entry not in PRESETS:
-                self.issues.add(path, _unknown("preset", entry, list(PRESETS)))
+                self.issues.add(path, unknown_choice("preset", entry, list(PRESETS)))
                 return None
             return _Method(entry, entry, {}, index)
         if not isinstance(entry, dict):
-            self.issues.add(path, f"expected a preset name or a method table, got {_show(entry)}")
+            self.issues.add(path, f"expected a preset name or a method table, got {show(entry)}")
             return None
         ok = True
         for key, value in entry.items():
-            error = None if key in METHOD_KEYS else _unknown("method key", key, METHOD_KEYS)
+            error = None if key in METHOD_KEYS else unknown_choice("method key", key, METHOD_KEYS)
             if key in METHOD_FIELDS:
-                error = _value_error(key, value)
+                error = value_error(key, value)
             elif key in ("name", "preset") and not isinstance(value, str):
-                error = f"expected a string, got {_show(value)}"
+                error = f"expected a string, got {show(value)}"
             if error:
                 self.issues.add(f"{path}.{key}", error)
                 ok = False
         preset = entry.get("preset")
         if isinstance(preset, str) and preset not in PRESETS:
-            self.issues.add(f"{path}.preset", _unknown("preset", preset, list(PRESETS)))
+            self.issues.add(f"{path}.preset", unknown_choice("preset", preset, list(PRESETS)))
             ok = False
         name = entry.get("name", preset)
         if name is None:
             self.issues.add(f"{path}.name", "missing `name`: a method table needs a `name` "
                                             "(or a `preset`, whose name it then takes)")
             return None
-        if isinstance(name, str) and not (_METHOD_NAME.fullmatch(name) and name.isprintable()):
+        if isinstance(name, str) and not (METHOD_NAME.fullmatch(name) and name.isprintable()):
             self.issues.add(f"{path}.name", f"{name!r} is not allowed; allowed: printable characters "
                                             "without spaces or '/'")
             ok = False
-        fields = {k: _normal(k, v) for k, v in entry.items() if k in METHOD_FIELDS}
+        fields = {k: normalized(k, v) for k, v in entry.items() if k in METHOD_FIELDS}
         return _Method(name, preset, fields, index) if ok else None
 
     def seeds(self, value: Any) -> Sequence[int]:
         """A list of seeds, or n meaning 0..n-1 (a range: nothing is allocated for a huge n)."""
         path = self.origin("seeds")
-        if _has_kind(value, "int"):
+        if has_kind(value, "int"):
             if value < 1:
                 self.issues.add(path, f"{value!r} is out of range; allowed: n >= 1 (seeds 0..n-1) or a list")
             return range(max(value, 0))
-        if not (_has_kind(value, "ints") and value and all(s >= 0 for s in value)):
+        if not (has_kind(value, "ints") and value and all(s >= 0 for s in value)):
             self.issues.add(path, "expected a non-empty list of integers >= 0 or a count n (seeds 0..n-1), "
-                                  f"got {_show(value)}")
+                                  f"got {show(value)}")
         elif len(set(value)) != len(value):
             self.issues.add(path, f"{value} repeats a seed; allowed: each seed once")
         return value if isinstance(value, list) else []
 
     def values(self, point: dict[str, tuple[int, Any]]) -> dict[str, Any]:
         """The settings of one sweep point: the merged scalars with the point's values."""
-        values = {k: _normal(k, v) for k, v in self.merged.items() if k in FIELD_KINDS or k == "path"}
+        values = {k: normalized(k, v) for k, v in self.merged.items() if k in FIELD_KINDS or k == "path"}
         values.update({k: v for k, (_, v) in point.items()})
         return values
 
@@ -618,7 +412,7 @@ class _ExperimentParser:
             return self.where(key, point)
 
         def valid(*keys: str) -> bool:
-            return all(_value_error(k, values[k]) is None for k in keys if k in values)
+            return all(value_error(k, values[k]) is None for k in keys if k in values)
 
         dataset, model = values.get("dataset"), values.get("model")
         if valid("dataset", "path"):
@@ -657,7 +451,7 @@ class _ExperimentParser:
         runs = []
         for seed, point, method in itertools.product(seeds, points, methods):
             sweep = {k: v for k, (_, v) in point.items()}
-            label = ",".join(f"{k}={_format(v)}" for k, v in sweep.items())
+            label = ",".join(f"{k}={format_value(v)}" for k, v in sweep.items())
             fields = {k: v for k, v in self.values(point).items() if k != "path"}
             fields["seed"] = seed
             if "path" in self.merged:

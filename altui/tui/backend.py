@@ -17,7 +17,8 @@ from typing import Any
 
 from altui.al.catalog import PAPER_LAYER
 from altui.spec import SpecError, SpecFile, load_spec
-from altui.speed.estimate import Estimate, cached_estimate, estimate, known_throughput, queue_finish
+from altui.speed.eta import Estimate, estimate, known_throughput, queue_finish
+from altui.speed.plan import cached_estimate
 from altui.store import Store
 
 Clock = Callable[[], datetime]
@@ -189,7 +190,7 @@ class Backend:
 
     def worker_status(self) -> dict[str, Any] | None:
         try:
-            from altui.execution.worker import worker_status
+            from altui.execution.daemon import worker_status
         except ImportError:  # the worker module is optional to the dashboard
             return None
         return worker_status(self.db)
@@ -263,7 +264,7 @@ class Backend:
         return self.set_paused(not paused)
 
     def start_worker(self) -> str:
-        from altui.execution.worker import start_worker
+        from altui.execution.daemon import start_worker
 
         if start_worker(self.db):
             return f"started a worker for {self.db}"

@@ -1,6 +1,6 @@
 """The main screen's curves as plain data, from the rows a snapshot carries.
 
-The numbers come from altui.results.plotting (and so altui.results.report's bootstrap), so that the dashboard draws
+The numbers come from altui.results.plotting (and so altui.results.stats' bootstrap), so that the dashboard draws
 the same curves as `altui report`: accuracy in percent, each method's mean over seeds with its 95%
 bootstrap interval.
 """

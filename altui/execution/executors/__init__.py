@@ -1,14 +1,13 @@
-"""How a worker starts runs: an `Executor` turns a claimed run into a process (or a Slurm job) and
-reports when it ends. `local.py` starts subprocesses on this machine; `slurm.py` submits Slurm jobs
-through submitit."""
+"""How a worker starts runs (may import altui.execution, altui.store, altui.files): an `Executor` turns a
+claimed run into a process (or a Slurm job) and reports when it ends. `local.py` starts subprocesses on
+this machine; `slurm/` submits Slurm jobs through submitit and holds the Slurm head."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from altui.execution.worker import Slot
+from altui.execution.slots import Slot
 
 UNKNOWN_EXIT = -1000  # the exit code of an adopted process, which is not our child
 

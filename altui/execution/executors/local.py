@@ -7,15 +7,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from altui.execution.executors import UNKNOWN_EXIT, Handle
+from altui.execution.slots import Slot
 from altui.files import make_dir, open_append
 from altui.store import now
-
-if TYPE_CHECKING:
-    from altui.execution.worker import Slot
-
 
 RUNNER_MODULES = {"altui.execution.runner", "altui.runner"}  # the second: runs started before the layout
 

@@ -1,33 +1,22 @@
-"""The Slurm executor: one Slurm job per run, submitted through submitit.
-
-The head (altui.execution.worker.SlurmWorker, on the login node) claims a queued run and `SlurmJobs.submit`
-hands submitit a `SlurmRun` for it: submitit pickles it into `<run folder>/slurm/`, writes the sbatch
-script and submits it. On the compute node, submitit unpickles it and calls it: the run goes through
-`runner.execute_to_events`, which appends to the run's events file and never opens the store.
-`SlurmJobs` also asks Slurm which jobs live (squeue), how one ended (scontrol, else sacct) and
-cancels them (scancel). Options and behaviour: docs/worker.md.
+"""What the Slurm executor asks of Slurm, and whether Slurm accepts it: `SlurmOptions` (what
+`altui worker start --executor slurm` sets, saved in the store's settings) as submitit's SlurmExecutor
+parameters, `--slurm-arg KEY=VALUE` passed through (pass_through), Slurm's --time formats
+(slurm_minutes); `slurm()` runs one Slurm command, and `check_slurm` tries the options before a worker
+starts (`sbatch --test-only`). Options and behaviour: docs/worker.md.
 """
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 SLURM_TIMEOUT = 60.0  # seconds for one squeue/scancel/scontrol call (a busy controller is slow)
-# squeue states of a job that has not started (again) yet; any other listed state has a node
-PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 MEM = re.compile(r"^\d+(\.\d+)?[KMGT]?B?$", re.I)
 # submitit parameters that altui's own options set (the option to use instead)
 OWN = {"partition": "--partition", "time": "--time", "gpus_per_node": "--gpus-per-job",
@@ -182,139 +171,6 @@ def pass_through(arg: str) -> tuple[str, Any]:
     return key, value
 
 
-def store_tag(db: Path) -> str:
-    """A short tag of the store's path: job names tell this store's jobs from others of the user."""
-    return hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    job_id: str
-    name: str
-    state: str  # squeue's state: PENDING, RUNNING, COMPLETING, ...
-    node: str | None  # None while pending
-    reason: str
-
-
-class SlurmRun:
-    """What a job runs on its compute node (submitit pickles it by reference to this module)."""
-
-    def __init__(self, run_id: int, run_dir: str, config: dict[str, Any], device: str, recorded: int):
-        self.run_id, self.run_dir, self.config = run_id, run_dir, config
-        self.device, self.recorded = device, recorded
-
-    def __call__(self) -> str:
-        from altui.execution.events import EventSink
-
-        sink = EventSink(self.run_dir, os.environ.get("SLURM_JOB_ID"))
-        try:  # the start first: the head sees the job run while Python imports torch
-            sink.start(os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
-                       int(os.environ.get("SLURM_RESTART_COUNT") or 0))
-            from altui.execution import runner
-
-            def stop(signum: int, frame: object) -> None:
-                # Slurm cancels, requeues or preempts (SIGTERM), or the time limit nears (submitit's
-                # SIGUSR2): end now; the head resubmits, or Slurm restarts this job, from the checkpoint.
-                why = "the job's time limit is near" if signum == signal.SIGUSR2 else "Slurm ends the job"
-                raise runner.Stopped(f"{why}: {signal.Signals(signum).name}")
-
-            signal.signal(signal.SIGTERM, stop)  # replaces submitit's handlers: no end is written
-            signal.signal(signal.SIGUSR2, stop)
-            cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-            if cpus and "OMP_NUM_THREADS" not in os.environ:
-                import torch
-
-                torch.set_num_threads(int(cpus))
-            status = runner.execute_to_events(sink, self.run_id, self.config, self.device, self.recorded)
-        finally:
-            sink.close()
-        atexit.register(exit_now)  # the run's end is durable; submitit writes its result before atexit
-        return status
-
-
-def exit_now() -> None:
-    """End the job's process without Python's teardown, which takes seconds with torch loaded
-    (2.5 s on an idle CPU, about 10 s on a busy one) while the job keeps its allocation and its place
-    among --max-jobs. Runs first among atexit's handlers, after submitit has written its result."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-class SlurmJobs:
-    """A store's Slurm jobs: submit (through submitit), list, explain an end, cancel."""
-
-    def __init__(self, db: Path, options: SlurmOptions):
-        self.db, self.options = Path(db).resolve(), options
-        self.params = options.parameters()
-        self.prefix = f"altui-{store_tag(self.db)}-"
-
-    @property
-    def device(self) -> str:
-        return "cuda" if self.options.gpus_per_job else "cpu"
-
-    def job_name(self, run_id: int) -> str:
-        return f"{self.prefix}{run_id}"
-
-    def run_of(self, name: str) -> int | None:
-        """The run id of one of this store's jobs, from its name; None for another job."""
-        rest = name[len(self.prefix):] if name.startswith(self.prefix) else ""
-        return int(rest) if rest.isdigit() else None
-
-    def submit(self, run_id: int, config: dict[str, Any], recorded: int) -> str:
-        """Submit the run's job; its id. SlurmError with sbatch's message when Slurm refuses it."""
-        import submitit
-
-        run_dir = self.db.parent / str(run_id)
-        try:
-            executor = submitit.SlurmExecutor(folder=run_dir / "slurm", max_num_timeout=0)
-            executor.update_parameters(**self.params, job_name=self.job_name(run_id))
-            job = executor.submit(SlurmRun(run_id, str(run_dir), config, self.device, recorded))
-        except Exception as e:  # submitit raises its own errors, with sbatch's output in them
-            raise SlurmError(f"sbatch failed: {str(e).strip()[-1000:]}") from None
-        return job.job_id
-
-    def jobs(self) -> dict[str, JobInfo]:
-        """This store's jobs that Slurm still lists (pending, running, completing), by job id.
-        SlurmError when squeue cannot answer: never take that for "every job ended"."""
-        out = slurm(["squeue", "--me", "--noheader", "--array", "--format=%i|%j|%T|%N|%r"])
-        listed = {}
-        for line in out.splitlines():
-            job_id, name, state, node, reason = (line.split("|") + [""] * 5)[:5]
-            if self.run_of(name) is not None:
-                running = state not in PENDING and node.strip()
-                listed[job_id] = JobInfo(job_id, name, state, node.strip() if running else None, reason)
-        return listed
-
-    def how_ended(self, job_id: str) -> str:
-        """How a job that squeue no longer lists ended: its state (and exit code, reason) from
-        scontrol while the controller remembers it, else from sacct where accounting runs."""
-        try:
-            text = slurm(["scontrol", "show", "job", "--oneliner", job_id])
-            info = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
-            state = info.get("JobState", "UNKNOWN")
-            reason = info.get("Reason", "None")
-            return f"{state}, exit code {info.get('ExitCode', '?')}" + (f", {reason}" if reason != "None" else "")
-        except SlurmError:
-            pass
-        try:
-            text = slurm(["sacct", "--noheader", "--parsable2", "--allocations", "--format=State,ExitCode",
-                          "--jobs", job_id])
-            state, _, code = (text.strip().splitlines() or ["UNKNOWN|"])[-1].partition("|")
-            return f"{state}, exit code {code or '?'}"
-        except SlurmError:
-            return "no longer known to Slurm"
-
-    def log_tail(self, run_id: int, chars: int) -> str:
-        """The end of the output of the run's latest job (submitit's log in its run folder)."""
-        logs = sorted((self.db.parent / str(run_id) / "slurm").glob("*_log.out"), key=lambda p: p.stat().st_mtime)
-        if not logs:
-            return "(no Slurm job log)"
-        with open(logs[-1], "rb") as f:
-            f.seek(max(0, logs[-1].stat().st_size - chars))
-            return f"{logs[-1].name}:\n" + f.read().decode(errors="replace")
-
-
 def slurm(cmd: list[str]) -> str:
     """Run a Slurm command; its output, or SlurmError with its message."""
     try:
@@ -324,12 +180,6 @@ def slurm(cmd: list[str]) -> str:
     if done.returncode != 0:
         raise SlurmError(f"{' '.join(cmd)}: {(done.stderr or done.stdout).strip()}")
     return done.stdout
-
-
-def scancel(job_ids: list[str]) -> None:
-    """Cancel jobs (their runs' status is the store's business); SlurmError if scancel fails."""
-    if job_ids:
-        slurm(["scancel", *job_ids])
 
 
 def check_slurm(db: Path, options: SlurmOptions) -> None:

@@ -1,0 +1,112 @@
+"""A store's Slurm jobs as the head sees them: `SlurmJobs` submits a run's job through submitit (a
+`SlurmRun`, job.py), lists the store's jobs (squeue), tells how one ended (scontrol, else sacct) and
+reads its log; `scancel` cancels jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from altui.execution.executors.slurm.job import SlurmRun
+from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, slurm
+
+# squeue states of a job that has not started (again) yet; any other listed state has a node
+PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
+
+
+def store_tag(db: Path) -> str:
+    """A short tag of the store's path: job names tell this store's jobs from others of the user."""
+    return hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    name: str
+    state: str  # squeue's state: PENDING, RUNNING, COMPLETING, ...
+    node: str | None  # None while pending
+    reason: str
+
+
+class SlurmJobs:
+    """A store's Slurm jobs: submit (through submitit), list, explain an end, cancel."""
+
+    def __init__(self, db: Path, options: SlurmOptions):
+        self.db, self.options = Path(db).resolve(), options
+        self.params = options.parameters()
+        self.prefix = f"altui-{store_tag(self.db)}-"
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.options.gpus_per_job else "cpu"
+
+    def job_name(self, run_id: int) -> str:
+        return f"{self.prefix}{run_id}"
+
+    def run_of(self, name: str) -> int | None:
+        """The run id of one of this store's jobs, from its name; None for another job."""
+        rest = name[len(self.prefix):] if name.startswith(self.prefix) else ""
+        return int(rest) if rest.isdigit() else None
+
+    def submit(self, run_id: int, config: dict[str, Any], recorded: int) -> str:
+        """Submit the run's job; its id. SlurmError with sbatch's message when Slurm refuses it."""
+        import submitit
+
+        run_dir = self.db.parent / str(run_id)
+        try:
+            executor = submitit.SlurmExecutor(folder=run_dir / "slurm", max_num_timeout=0)
+            executor.update_parameters(**self.params, job_name=self.job_name(run_id))
+            job = executor.submit(SlurmRun(run_id, str(run_dir), config, self.device, recorded))
+        except Exception as e:  # submitit raises its own errors, with sbatch's output in them
+            raise SlurmError(f"sbatch failed: {str(e).strip()[-1000:]}") from None
+        return job.job_id
+
+    def jobs(self) -> dict[str, JobInfo]:
+        """This store's jobs that Slurm still lists (pending, running, completing), by job id.
+        SlurmError when squeue cannot answer: never take that for "every job ended"."""
+        out = slurm(["squeue", "--me", "--noheader", "--array", "--format=%i|%j|%T|%N|%r"])
+        listed = {}
+        for line in out.splitlines():
+            job_id, name, state, node, reason = (line.split("|") + [""] * 5)[:5]
+            if self.run_of(name) is not None:
+                running = state not in PENDING and node.strip()
+                listed[job_id] = JobInfo(job_id, name, state, node.strip() if running else None, reason)
+        return listed
+
+    def how_ended(self, job_id: str) -> str:
+        """How a job that squeue no longer lists ended: its state (and exit code, reason) from
+        scontrol while the controller remembers it, else from sacct where accounting runs."""
+        try:
+            text = slurm(["scontrol", "show", "job", "--oneliner", job_id])
+            info = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+            state = info.get("JobState", "UNKNOWN")
+            reason = info.get("Reason", "None")
+            return f"{state}, exit code {info.get('ExitCode', '?')}" + (f", {reason}" if reason != "None" else "")
+        except SlurmError:
+            pass
+        try:
+            text = slurm(["sacct", "--noheader", "--parsable2", "--allocations", "--format=State,ExitCode",
+                          "--jobs", job_id])
+            state, _, code = (text.strip().splitlines() or ["UNKNOWN|"])[-1].partition("|")
+            return f"{state}, exit code {code or '?'}"
+        except SlurmError:
+            return "no longer known to Slurm"
+
+    def log_tail(self, run_id: int, chars: int) -> str:
+        """The end of the output of the run's latest job (submitit's log in its run folder)."""
+        logs = sorted((self.db.parent / str(run_id) / "slurm").glob("*_log.out"), key=lambda p: p.stat().st_mtime)
+        if not logs:
+            return "(no Slurm job log)"
+        with open(logs[-1], "rb") as f:
+            f.seek(max(0, logs[-1].stat().st_size - chars))
+            return f"{logs[-1].name}:\n" + f.read().decode(errors="replace")
+
+
+def scancel(job_ids: list[str]) -> None:
+    """Cancel jobs (their runs' status is the store's business); SlurmError if scancel fails."""
+    if job_ids:
+        slurm(["scancel", *job_ids])
+
