@@ -55,12 +55,13 @@ def assert_same_training(eager: ListSink, compiled: ListSink) -> int:
     longer the same computation, so they are not compared."""
     assert len(eager.epochs) == len(compiled.epochs) > 0
     assert eager.rounds[0].picks == compiled.rounds[0].picks  # round 0's picks, in the same order
-    for a, b in zip(eager.rounds, compiled.rounds, strict=True):
-        assert set(a.picks) == set(b.picks), f"round {a.round} picked other samples"
-        assert b.accuracy == pytest.approx(a.accuracy, abs=2 / 450)  # two of digits' 450 test images
     diverged = [t + 1 for t, (a, b) in enumerate(zip(eager.states, compiled.states, strict=True))
                 if a.labeled != b.labeled]  # round t + 1 trains on another list
     same = min([*diverged, len(eager.rounds)])
+    for a, b in zip(eager.rounds, compiled.rounds, strict=True):
+        assert set(a.picks) == set(b.picks), f"round {a.round} picked other samples"
+        if a.round < same:  # a round trained on another order is another computation (3 images apart seen)
+            assert b.accuracy == pytest.approx(a.accuracy, abs=2 / 450)  # two of digits' 450 test images
     compared = [(a, b) for a, b in zip(eager.epochs, compiled.epochs, strict=True) if a.round < same]
     for a, b in compared:
         assert (a.round, a.epoch) == (b.round, b.epoch)
@@ -68,6 +69,7 @@ def assert_same_training(eager: ListSink, compiled: ListSink) -> int:
     return same
 
 
+@pytest.mark.slow
 def test_entropy_run_compiled_picks_the_same_round0_samples_as_eager():
     """WS+init on digits: batches of 8 from 16 and 24 labels, so only full batches here."""
     fields = dict(rounds=2, initial=16, budget=8)
@@ -77,6 +79,7 @@ def test_entropy_run_compiled_picks_the_same_round0_samples_as_eager():
     assert not [m for level, m in compiled.logs if level == "warning"], compiled.logs
 
 
+@pytest.mark.slow
 def test_distillation_and_learning_loss_compiled_agree_and_later_rounds_never_recompile():
     """KD2 with Learning Loss: the teacher's forward, the loss module and the kd2 mask are compiled.
     N_t = 16, 27, 38 with batches of 8: round 0 has full batches only, rounds 1 and 2 end with 3 and
@@ -125,6 +128,7 @@ print(os.environ["TORCHINDUCTOR_CACHE_DIR"], counters["inductor"]["fxgraph_cache
 """
 
 
+@pytest.mark.slow
 def test_inductor_keeps_its_kernels_on_disk_across_processes(tmp_path):
     """Compiled kernels go to the user's cache folder, which outlives the process (and a reboot,
     unlike inductor's default in /tmp): a second process compiling the same step is served from it."""

@@ -38,6 +38,7 @@ device = "cpu"
 """
 
 
+@pytest.mark.slow
 def test_running_the_demo_fills_the_store_with_every_round(tmp_path):
     db = tmp_path / "altui.db"
     result = CliRunner().invoke(app, ["--db", str(db), "run", str(ROOT / "experiments.toml"), "digits-demo"])
@@ -99,6 +100,7 @@ def test_an_unknown_experiment_name_lists_the_file_s_experiments(tmp_path):
     assert result.exit_code == 1 and "digits-demo" in result.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_run_keeps_its_rounds_and_a_second_run_resumes(tmp_path):
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY.format(epochs=6))
@@ -164,6 +166,7 @@ def start_run(tmp_path: Path, epochs: int, rounds: int, *, nohup: bool) -> tuple
     pytest.fail("round 0 was never recorded")
 
 
+@pytest.mark.slow
 def test_a_cancel_from_another_shell_stops_a_nohup_foreground_run(tmp_path):
     proc, _, db = start_run(tmp_path, epochs=4, rounds=20, nohup=True)  # long: it must not end by itself
 
@@ -180,6 +183,7 @@ def test_a_cancel_from_another_shell_stops_a_nohup_foreground_run(tmp_path):
         assert any("stopped (cancelled): cancelled" in e["message"] for e in store.events(run["id"]))
 
 
+@pytest.mark.slow
 def test_a_hangup_sends_a_foreground_run_back_to_the_queue_and_a_rerun_finishes_it(tmp_path):
     """Closing the tmux window (or the SSH session) that runs `altui run` sends SIGHUP."""
     proc, spec, db = start_run(tmp_path, epochs=4, rounds=3, nohup=False)
@@ -222,6 +226,7 @@ def test_a_foreground_run_that_died_without_a_word_is_resumed_by_the_next_altui_
 # ---- exit codes, names, and a run whose checkpoint is gone ------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_run_whose_checkpoint_is_gone_fails_with_exit_1_until_retried_from_scratch(tmp_path):
     proc, spec, db = start_run(tmp_path, epochs=4, rounds=3, nohup=False)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: cancelled, its recorded rounds kept
@@ -268,6 +273,7 @@ def test_ls_prints_names_as_text_never_as_markup_or_escape_sequences(tmp_path):
     assert "e/a\\x1b]0;pwned\\x07/s0" in result.output
 
 
+@pytest.mark.slow
 def test_the_issue_s_repro_lr_inf_is_refused_and_the_store_stays_readable(tmp_path):
     (tmp_path / "inf.toml").write_text('[[experiment]]\nname="x"\ndataset="digits"\nmodel="cnn5"\n'
                                        'methods=["Random"]\nlr=inf\n')

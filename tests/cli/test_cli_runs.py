@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import cli
 from typer.testing import CliRunner
 
 from altui.al.presets import resolve
@@ -17,10 +18,6 @@ from altui.cli import app
 from altui.store import Store
 
 FIELDS = dict(dataset="digits", model="cnn5", rounds=2, initial=20, budget=20, epochs=2)
-
-
-def cli(db: Path, *args: str):
-    return CliRunner().invoke(app, ["--db", str(db), *args])
 
 
 @pytest.fixture

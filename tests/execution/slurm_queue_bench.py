@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from slurm_cluster import LocalSlurm  # noqa: E402
 
+from altui.execution.daemon import stop_worker, worker_status  # noqa: E402
 from altui.execution.events import EventsReader, events_path  # noqa: E402
-from altui.execution.worker import stop_worker, worker_status  # noqa: E402
 from altui.store import Store  # noqa: E402
 
 ALTUI = [sys.executable, "-m", "altui"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_worker import runner_pids
+from worker_helpers import runner_pids
 
 from altui.store import Store
 
@@ -113,6 +113,7 @@ def assert_finishes(db: Path, pid: int, rounds: int) -> None:
     assert f"the disk of {db.parent} is full" in log and "disk space is back" in log
 
 
+@pytest.mark.slow
 def test_a_full_tmpfs_pauses_the_worker_and_its_run_finishes_once_space_is_back(tmp_path: Path, stop_worker):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -149,6 +150,7 @@ def test_a_full_tmpfs_pauses_the_worker_and_its_run_finishes_once_space_is_back(
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_pauses_the_worker_and_its_run_finishes_once_it_is_lifted(tmp_path: Path, stop_worker):
     """RLIMIT_FSIZE of 1 MB: a checkpoint (1.3 MB) cannot be written, as on a disk with 1 MB free.
     The worker's own probe meets the same limit, so it stays paused until the limit is lifted."""

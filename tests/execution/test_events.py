@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_worker import BASE
+from worker_helpers import BASE
 
 from altui.al.presets import resolve
 from altui.execution import runner
 from altui.execution.events import EventSink, EventsReader, events_path, ingest, recorded_round
-from altui.execution.executors.slurm import SlurmError, SlurmOptions, pass_through, slurm_minutes
+from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, pass_through, slurm_minutes
 from altui.store import Store
 
 # ---- options --------------------------------------------------------------------------
@@ -99,7 +99,9 @@ def test_the_events_file_ingests_once_and_matches_a_run_that_writes_the_store(tm
 def test_slurm_job_columns_follow_the_contract_with_the_dashboard(tmp_path: Path) -> None:
     """queued + slurm_job_id = pending in Slurm, never claimed; running has a node; a job's end that
     requeues the run clears both; an ended run keeps them; a local worker leaves such runs alone."""
-    from altui.execution.worker import LocalExecutor, Worker, make_slots
+    from altui.execution.executors.local import LocalExecutor
+    from altui.execution.slots import make_slots
+    from altui.execution.worker import Worker
 
     config = resolve("Random", {**{k: v for k, v in BASE.items() if k != "seeds"}, "seed": 0}).to_dict()
     with Store(tmp_path / "altui.db") as store:

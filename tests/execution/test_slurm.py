@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from slurm_cluster import NODE, LocalSlurm
-from test_worker import SLOW, altui, kill9, ok, write_spec
+from worker_helpers import SLOW, altui, kill9, ok, write_spec
 
-from altui.execution.worker import WorkerError, lock_holder, start_worker, stop_worker, worker_status
+from altui.execution.daemon import WorkerError, lock_holder, start_worker, stop_worker, worker_status
 from altui.store import Store
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 TIMEOUT = 240.0  # seconds for runs to finish: jobs start Python and torch on a loaded 2-core machine
 CPU_JOBS = ("--executor", "slurm", "--gpus-per-job", "0", "--cpus-per-job", "1", "--time", "20")
 

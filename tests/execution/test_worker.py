@@ -5,110 +5,33 @@ them in the middle of a round."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from worker_helpers import ALTUI, BASE, SLOW, altui, kill9, ok, write_spec
 
 from altui.al.presets import resolve
-from altui.execution.worker import (
-    LocalExecutor,
+from altui.execution.daemon import lock_holder, worker_status
+from altui.execution.executors.local import LocalExecutor, is_runner
+from altui.execution.slots import (
     Slot,
     WorkerError,
     auto_slots,
-    is_runner,
-    lock_holder,
     make_slots,
     parse_gpus,
     parse_slots,
     plan_slots,
-    stop_worker,
-    worker_status,
 )
 from altui.store import Store
 
-ALTUI = str(Path(sys.executable).parent / "altui")
 TIMEOUT = 120.0  # seconds for a run to finish; generous, for a loaded machine
-
-BASE = {
-    "dataset": "digits", "model": "cnn5", "device": "cpu", "seeds": [0], "rounds": 2, "initial": 20,
-    "budget": 20, "epochs": 1, "milestones": [1], "pool_subset": 200,
-}
-# Rounds long enough to kill a run in the middle of one (a round also evaluates and acquires, so a few
-# epochs are enough). Four rounds: a run killed in round 2 still acquires after it resumes, and one
-# seen in round 0 or 1 is still running a moment later.
-SLOW = {"rounds": 4, "epochs": 3, "milestones": [2]}
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
-def write_spec(path: Path, experiments: dict[str, dict[str, Any]]) -> Path:
-    """An experiments file: BASE in [defaults], one [[experiment]] per name (Entropy+init unless set)."""
-    lines = ["[defaults]", *(f"{k} = {toml_value(v)}" for k, v in BASE.items())]
-    for name, fields in experiments.items():
-        fields = {"methods": ["Entropy+init"], **fields}
-        lines += ["", "[[experiment]]", f'name = "{name}"']
-        lines += [f"{k} = {toml_value(v)}" for k, v in fields.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 # ---- processes and the store ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def env() -> dict[str, str]:
-    # One thread per run: fair on 2 cores, and the same arithmetic in every run (equal picks).
-    # No GPU for `--gpus auto`, even on a GPU machine: these tests are about the CPU slots.
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Path]:
-    """A store in tmp_path; afterwards its worker is stopped and stray runners are killed."""
-    path = tmp_path / "runs" / "altui.db"
-    path.parent.mkdir(parents=True)
-    yield path
-    try:
-        stop_worker(path, timeout=40)
-    except WorkerError:
-        kill9(lock_holder(path) or 0)
-    for pid in runner_pids(path):
-        kill9(pid)
-
-
-def runner_pids(db: Path) -> list[int]:
-    """Live runner processes of this store (found by their command line)."""
-    pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"altui.execution.runner" in args and str(db).encode() in args:
-            pids.append(int(proc.name))
-    return pids
-
-
-def altui(db: Path, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([ALTUI, "--db", str(db), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"{result.args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def runs(db: Path) -> dict[str, dict[str, Any]]:
@@ -163,14 +86,6 @@ def wait_round(db: Path, name: str, round_: int) -> dict[str, Any]:
 def store_round(db: Path, run_id: int) -> int:
     with Store(db) as store:
         return store.last_round(run_id)
-
-
-def kill9(pid: int) -> None:
-    if pid > 0:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def assert_complete(db: Path, name: str, rounds: int) -> dict[str, Any]:
@@ -237,8 +152,8 @@ def test_slots_per_gpu_auto_or_a_number(monkeypatch: pytest.MonkeyPatch) -> None
             parse_slots(bad)
     slots, choice = plan_slots("cpu", "auto")
     assert [s.label for s in slots] == ["cpu"] and choice.startswith("auto: 1 on the CPU")
-    monkeypatch.setattr("altui.execution.worker.gpu_free_gib", lambda ids: {"0": 70.0, "1": 9.0})
-    monkeypatch.setattr("altui.execution.worker.available_cores", lambda: 16)
+    monkeypatch.setattr("altui.execution.slots.gpu_free_gib", lambda ids: {"0": 70.0, "1": 9.0})
+    monkeypatch.setattr("altui.execution.slots.available_cores", lambda: 16)
     slots, choice = plan_slots("0,1", "auto", ["resnet18"])
     assert [s.label for s in slots] == ["cuda:0"] * 3 + ["cuda:1"] * 2
     assert "cuda:0 3 (resnet18" in choice and "cuda:1 2 (resnet18" in choice
@@ -248,6 +163,7 @@ def test_slots_per_gpu_auto_or_a_number(monkeypatch: pytest.MonkeyPatch) -> None
 # ---- the worker with real processes --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_start_says_running_and_stop_stops(db: Path, env: dict[str, str]) -> None:
     pid = start(db, env, "--gpus", "cpu")
     again = altui(db, env, "worker", "start")
@@ -267,6 +183,7 @@ def is_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/cmdline").read_bytes() != b""  # a zombie has no command line
 
 
+@pytest.mark.slow
 def test_detached_worker_outlives_its_session_and_fills_two_slots(
     db: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -302,6 +219,7 @@ def test_detached_worker_outlives_its_session_and_fills_two_slots(
     assert is_alive(pid)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_its_round_with_the_same_picks(
     db: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -321,6 +239,7 @@ def test_killed_run_resumes_at_its_round_with_the_same_picks(
     assert picks(db, "kill/Entropy+init/s0") == picks(db, "ref/Entropy+init/s0")
 
 
+@pytest.mark.slow
 def test_killed_worker_leaves_its_runs_which_the_next_worker_adopts_or_resumes(
     db: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -345,6 +264,7 @@ def test_killed_worker_leaves_its_runs_which_the_next_worker_adopts_or_resumes(
     assert picks(db, "orphan/Entropy+init/s0") == picks(db, "lost/Entropy+init/s0")
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_run_and_retry_resumes_it(db: Path, env: dict[str, str], tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "exp.toml", {"c": SLOW})
     ok(altui(db, env, "queue", str(spec)))
@@ -362,6 +282,7 @@ def test_cancel_stops_a_run_and_retry_resumes_it(db: Path, env: dict[str, str], 
     assert_complete(db, "c/Entropy+init/s0", 4)
 
 
+@pytest.mark.slow
 def test_failed_run_records_its_error_and_the_queue_goes_on(db: Path, env: dict[str, str]) -> None:
     missing = db.parent / "missing.npz"
     enqueue(db, "bad", dataset="npz", extra={"path": str(missing)})
@@ -374,6 +295,7 @@ def test_failed_run_records_its_error_and_the_queue_goes_on(db: Path, env: dict[
     assert "failed" in ok(altui(db, env, "logs", "bad"))
 
 
+@pytest.mark.slow
 def test_a_run_that_keeps_crashing_fails_with_its_output(db: Path, env: dict[str, str]) -> None:
     run_id = enqueue(db, "crash", epochs=50)
     start(db, env, "--gpus", "cpu", "--max-attempts", "1")

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import cli
 
-from altui.cli import app
-from altui.results import claims, report
+from altui.results import claims, stats
 from altui.store import Store
 
 LAYER = "blocks.0.0.1"  # cnn5's paper layer (Figure 5)
@@ -52,10 +51,6 @@ def add_runs(store: Store, experiment: str, runs: list[dict[str, Any]]) -> None:
 
 def runs_of(method: str, accuracies: dict[int, list[float]], **extra: Any) -> list[dict[str, Any]]:
     return [{"method": method, "seed": s, "accuracy": a, **extra} for s, a in accuracies.items()]
-
-
-def cli(db: Path, *args: str) -> Any:
-    return CliRunner().invoke(app, ["--db", str(db), *args])
 
 
 def claims_json(db: Path, experiment: str) -> list[dict[str, Any]]:
@@ -379,4 +374,4 @@ def test_a_real_digits_experiment_reaches_the_report_and_the_command(tmp_path: P
         differences = [last[(row["method"], s)] - last[(row["baseline"], s)] for s in range(3)]
         assert_statistic(row, differences)
         assert row["ci_low"] <= row["mean_difference"] <= row["ci_high"]
-    assert section.startswith("\n\nPaired over seeds") and f"{report.BOOTSTRAP_RESAMPLES} bootstrap" in section
+    assert section.startswith("\n\nPaired over seeds") and f"{stats.BOOTSTRAP_RESAMPLES} bootstrap" in section

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import cli
 from torch import nn
-from typer.testing import CliRunner
 
 from altui.al.models import PAPER_LAYER, build_model
 from altui.al.presets import resolve
 from altui.al.probes import count_effective, probe
 from altui.al.sink import RoundResult
-from altui.cli import app
 from altui.execution import runner
 from altui.results import figure5, gamma
 from altui.store import Store
@@ -38,10 +37,6 @@ milestones = [1]
 pool_subset = 100
 device = "cpu"
 """
-
-
-def cli(db: Path, *args: str):
-    return CliRunner().invoke(app, ["--db", str(db), *args])
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import cli
 
-from altui.cli import app
-from altui.results import plotting, report
+from altui.results import export, plotting, stats, summary
 from altui.store import Store
 
 # Hand-made accuracies: experiment -> method -> seed -> accuracy per round.
@@ -69,11 +68,6 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def cli(db: Path, *args: str) -> Any:
-    result = CliRunner().invoke(app, ["--db", str(db), *args])
-    return result
-
-
 def k500_values(method: str, t: int) -> list[float]:
     return [accs[t] for _, accs in sorted(K500[method].items()) if len(accs) > t]
 
@@ -81,7 +75,7 @@ def k500_values(method: str, t: int) -> list[float]:
 def independent_bootstrap(values: list[float]) -> tuple[float, float]:
     """The documented protocol, computed another way: resample indices with numpy's default_rng(0),
     average each resample in Python, take the 2.5th and 97.5th percentiles."""
-    rng = np.random.default_rng(report.BOOTSTRAP_SEED)
+    rng = np.random.default_rng(stats.BOOTSTRAP_SEED)
     picks = rng.integers(0, len(values), size=(1000, len(values)))
     means = [statistics.fmean(values[i] for i in row) for row in picks]
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
@@ -93,7 +87,7 @@ def independent_bootstrap(values: list[float]) -> tuple[float, float]:
 def test_summary_intervals_match_an_independent_bootstrap(db: Path) -> None:
     with Store(db) as store:
         rows = list(store.result_rows("mnist-k500"))
-    cells = report.summarize(rows)
+    cells = summary.summarize(rows)
     assert len(cells) == 3 * 3
     for cell in cells:
         t = K500_LABELS.index(cell.n_labeled)
@@ -108,22 +102,22 @@ def test_summary_intervals_match_an_independent_bootstrap(db: Path) -> None:
     assert entropy == {500: 2, 1500: 2, 2500: 1}
     shuffled = rows[:]
     random.Random(1).shuffle(shuffled)  # the interval takes values in seed order, not row order
-    assert sorted(report.summarize(shuffled), key=str) == sorted(cells, key=str)
+    assert sorted(summary.summarize(shuffled), key=str) == sorted(cells, key=str)
 
 
 def test_a_single_seed_has_a_degenerate_interval() -> None:
     rows = [{"experiment": "e", "method": "m", "sweep_json": "{}", "seed": 3, "n_labeled": 10,
              "accuracy": 0.5}]
-    (cell,) = report.summarize(rows)
+    (cell,) = summary.summarize(rows)
     assert (cell.mean, cell.ci_low, cell.ci_high, cell.seeds) == (0.5, 0.5, 0.5, 1)
-    assert report.format_cell(cell) == "50.00"
+    assert summary.format_cell(cell) == "50.00"
 
 
 def test_export_summary_csv_and_json_have_the_documented_columns(db: Path) -> None:
     result = cli(db, "export", "--format", "csv", "--table", "summary")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert tuple(rows[0]) == report.SUMMARY_COLUMNS
+    assert tuple(rows[0]) == summary.SUMMARY_COLUMNS
     assert len(rows) == 9 + len(TABLE1)
     first = rows[0]
     values = k500_values("Random", 0)
@@ -137,7 +131,7 @@ def test_export_summary_csv_and_json_have_the_documented_columns(db: Path) -> No
 
     result = cli(db, "export", "-f", "json", "--experiment", "table1-mnist")
     data = json.loads(result.stdout)
-    assert [tuple(d) for d in data] == [report.SUMMARY_COLUMNS] * len(TABLE1)
+    assert [tuple(d) for d in data] == [summary.SUMMARY_COLUMNS] * len(TABLE1)
     assert {(d["sweep"]["initial"], d["sweep"]["weight_decay"]): d["mean"] for d in data} == TABLE1
 
     lines = cli(db, "export", "-f", "jsonl", "--experiment", "mnist-k500").stdout.splitlines()
@@ -201,17 +195,17 @@ def test_table1_folds_the_initial_sweep_into_columns(db: Path) -> None:
 
 
 def test_multi_round_sweep_points_stay_apart() -> None:
-    cells = [report.SummaryRow("e", "Random", {"initial": i}, n, 0.5, 0.5, 0.5, 1)
+    cells = [summary.SummaryRow("e", "Random", {"initial": i}, n, 0.5, 0.5, 0.5, 1)
              for i, ns in ((200, (200, 400)), (300, (300, 500))) for n in ns]
-    columns, grid = report.table_grid(cells)
+    columns, grid = summary.table_grid(cells)
     assert columns == [200, 300, 400, 500]
     assert list(grid) == ["Random (initial=200)", "Random (initial=300)"]
 
 
 def test_latex_marks_the_best_mean_and_escapes_labels() -> None:
-    cells = [report.SummaryRow("e", "A_1", {}, 10, 0.5, 0.4, 0.6, 5),
-             report.SummaryRow("e", "B&2", {}, 10, 0.7, 0.65, 0.75, 5)]
-    text = report.latex_table(cells)
+    cells = [summary.SummaryRow("e", "A_1", {}, 10, 0.5, 0.4, 0.6, 5),
+             summary.SummaryRow("e", "B&2", {}, 10, 0.7, 0.65, 0.75, 5)]
+    text = summary.latex_table(cells)
     assert r"A\_1 & 50.00 $\pm$ 10.00 \\" in text
     assert r"B\&2 & \textbf{70.00 $\pm$ 5.00} \\" in text
 
@@ -340,7 +334,7 @@ def test_report_file_with_figures_and_quotes(db: Path, tmp_path: Path) -> None:
     for metric in ("accuracy", "weight_decay", "effective_channels"):
         assert f"(k500-{metric}.png)" in text
         assert (tmp_path / f"k500-{metric}.png").read_bytes()[:4] == b"\x89PNG"
-    ws = report.format_cell(report.SummaryRow("", "", {}, 0, statistics.fmean(k500_values("WS+init+KD1", 2)),
+    ws = summary.format_cell(summary.SummaryRow("", "", {}, 0, statistics.fmean(k500_values("WS+init+KD1", 2)),
                                               *independent_bootstrap(k500_values("WS+init+KD1", 2)), 3))
     assert f"| WS+init+KD1 | §4.2, Fig. 1 (K = 500), 2,500 labels | 2500 | 99.27 | {ws} | 3 |" in text
     assert "| Entropy(0.004) | §4.2, Fig. 1 (K = 500), 2,500 labels | 2500 | 99.12 | 99.00 | 1 |" in text
@@ -382,18 +376,18 @@ def counting(rows: Iterator[dict[str, Any]], pulled: list[int]) -> Iterator[dict
 
 def test_export_streams_from_the_cursor(big_db: Path) -> None:
     with Store(big_db) as store:
-        rows = report.iter_rows(store, "rounds")
+        rows = export.iter_rows(store, "rounds")
         assert isinstance(rows, Iterator) and inspect.isgenerator(rows)
         assert next(rows)["run_id"] == 1  # rows come one at a time from the cursor
         rows.close()
         for writer in ("csv", "json", "jsonl"):
             pulled = [0]
             fp = Recorder(pulled)
-            source = counting(report.iter_rows(store, "rounds", "big"), pulled)
+            source = counting(export.iter_rows(store, "rounds", "big"), pulled)
             if writer == "csv":
-                count = report.write_csv(source, store.export_columns("rounds"), fp)
+                count = export.write_csv(source, store.export_columns("rounds"), fp)
             else:
-                count = getattr(report, f"write_{writer}")(source, fp)
+                count = getattr(export, f"write_{writer}")(source, fp)
             assert count == 200 * 20
             assert fp.at_write[2] < 10  # written while reading: the table never sits whole in memory
     result = cli(big_db, "export", "-t", "rounds", "-f", "json")

@@ -13,7 +13,8 @@ import pytest
 
 from altui.al.config import ConfigError, RunConfig
 from altui.spec import SpecError, SpecIssue, load_spec, parse_spec
-from altui.spec.parser import FIELD_KINDS, METHOD_FIELDS, scan_positions
+from altui.spec.keys import FIELD_KINDS, METHOD_FIELDS
+from altui.spec.positions import scan_positions
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "experiments.toml"

@@ -55,6 +55,7 @@ def setup(case: Case, seed: int = 0):
     return ds, data, ReferenceDataset(ds.x, ds.y, train_tf), ReferenceDataset(ds.x, ds.y, eval_tf), model
 
 
+@pytest.mark.slow
 def test_run_bench_smoke():
     """Reference, eager and (training, cnn5 here: compiling ResNet-18 takes minutes) compiled loops."""
     results = run_bench("cpu", repeats=1, images=16, cases=TINY[:1]) + run_bench(
@@ -76,6 +77,7 @@ def test_run_bench_smoke():
     assert "MFU" in [c.header for c in results_table(results, peak=989.4).columns]
 
 
+@pytest.mark.slow
 def test_slots_train_in_processes_at_once_and_add_up_in_an_aggregate_row():
     results = run_bench("cpu", repeats=1, images=16, cases=TINY[:1], compiled=False)
     together = run_slots(results, "cpu", 2, seconds=1.0, cases=TINY[:1])

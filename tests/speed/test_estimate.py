@@ -16,20 +16,8 @@ import pytest
 
 from altui.al.presets import resolve
 from altui.spec import load_spec
-from altui.speed.estimate import (
-    Estimate,
-    Shape,
-    cached_estimate,
-    data_shape,
-    estimate,
-    plan,
-    run_seconds,
-    seconds_left,
-    train_images,
-    wall_time,
-    with_slots,
-    workload_key,
-)
+from altui.speed.eta import Estimate, estimate, seconds_left, train_images
+from altui.speed.plan import Shape, cached_estimate, data_shape, plan, run_seconds, wall_time, with_slots, workload_key
 from altui.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +90,7 @@ def altui(db: Path, *args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=900)
 
 
+@pytest.mark.slow
 def test_estimate_measures_once_caches_in_the_store_and_prints_json(tmp_path):
     experiments = tmp_path / "experiments.toml"
     experiments.write_text(

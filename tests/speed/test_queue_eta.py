@@ -1,11 +1,11 @@
-"""When the queue will be done: the worker's order and slots over altui.speed.estimate's per-run time."""
+"""When the queue will be done: the worker's order and slots over altui.speed.eta's per-run time."""
 
 from __future__ import annotations
 
 import pytest
 
 from altui.al.presets import resolve
-from altui.speed.estimate import known_throughput, queue_finish
+from altui.speed.eta import known_throughput, queue_finish
 from altui.store import Store
 
 FIELDS = dict(dataset="digits", model="cnn5", rounds=2, initial=20, budget=20, epochs=2)  # 120 images a run

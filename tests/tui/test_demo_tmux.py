@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from altui.execution.worker import stop_worker, worker_status
+from altui.execution.daemon import stop_worker, worker_status
 from altui.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 ALTUI = Path(sys.executable).parent / "altui"
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
 
 def tiny_demo(text: str) -> str:

@@ -18,12 +18,13 @@ from textual.command import CommandPalette
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-import altui.store
+import altui.store.connection
 from altui.al.presets import resolve
 from altui.cli import app as cli_app
 from altui.execution import runner
 from altui.spec import load_spec
-from altui.speed.estimate import cached_estimate, data_shape, estimate, needed_kinds, seconds_left, workload_key
+from altui.speed.eta import estimate, seconds_left
+from altui.speed.plan import cached_estimate, data_shape, needed_kinds, workload_key
 from altui.store import Store
 from altui.tui.app import AltuiApp, create_app
 from altui.tui.format import duration, short_names
@@ -708,7 +709,7 @@ LAYERS = (("blocks.0.0.1", 32), ("blocks.1.0.1", 64), ("blocks.2.0.1", 64), ("bl
 def fixed_store(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hand-made rows with timestamps from a fake clock that ticks 13 s a call."""
     ticks = iter(range(10_000))
-    monkeypatch.setattr(altui.store, "now", lambda: (T0 + timedelta(seconds=13 * next(ticks))).isoformat())
+    monkeypatch.setattr(altui.store.connection, "now", lambda: (T0 + timedelta(seconds=13 * next(ticks))).isoformat())
     fields = {"dataset": "digits", "model": "cnn5", "rounds": 4, "initial": 50, "budget": 50, "epochs": 15}
     with Store(db) as store:
         ids = store.enqueue("digits-demo", "experiments.toml", fields, [

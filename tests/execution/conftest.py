@@ -1,0 +1,34 @@
+"""Fixtures of the worker's tests: the environment of their `altui` commands and a store whose worker
+and runners are stopped afterwards. (test_slurm.py has its own, with a Slurm cluster.)"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from worker_helpers import kill9, runner_pids
+
+from altui.execution.daemon import WorkerError, lock_holder, stop_worker
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    # One thread per run: fair on 2 cores, and the same arithmetic in every run (equal picks).
+    # No GPU for `--gpus auto`, even on a GPU machine: these tests are about the CPU slots.
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Path]:
+    """A store in tmp_path; afterwards its worker is stopped and stray runners are killed."""
+    path = tmp_path / "runs" / "altui.db"
+    path.parent.mkdir(parents=True)
+    yield path
+    try:
+        stop_worker(path, timeout=40)
+    except WorkerError:
+        kill9(lock_holder(path) or 0)
+    for pid in runner_pids(path):
+        kill9(pid)
