@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from altui.store.connection import (
     EVENTS_FILE,
-    StoreBase,
     StoreError,
     checkpoint_file,
     now,
@@ -21,5 +20,5 @@ __all__ = ["EVENTS_FILE", "STATUSES", "Store", "StoreError", "checkpoint_file", 
            "store_error", "to_json"]
 
 
-class Store(RunsMixin, ResultsMixin, ThroughputMixin, StoreBase):
+class Store(RunsMixin, ResultsMixin, ThroughputMixin):
     """A connection to one altui database (StoreBase: how it opens) with every query: runs, results, throughput."""

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from altui.store.connection import StoreError
-
-if TYPE_CHECKING:  # the methods run on a Store: its connection, _write and _rows
-    from altui.store.connection import StoreBase as _Base
-else:
-    _Base = object
+from altui.store.connection import StoreBase, StoreError
 
 
-class ResultsMixin(_Base):
+class ResultsMixin(StoreBase):
     """Store methods that read results."""
 
     def rounds(self, run_id: int) -> list[dict[str, Any]]:

@@ -4,19 +4,14 @@ Slurm job fields, the queue's settings, and the rows that a running run records.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import altui.store.connection as connection  # connection.now: the one clock, patched by tests
-from altui.store.connection import EVENTS_FILE, StoreError, to_json
+from altui.store.connection import EVENTS_FILE, StoreBase, StoreError, to_json
 from altui.store.schema import STATUSES
 
-if TYPE_CHECKING:  # the methods run on a Store: its connection, _write and _rows
-    from altui.store.connection import StoreBase as _Base
-else:
-    _Base = object
 
-
-class RunsMixin(_Base):
+class RunsMixin(StoreBase):
     """Store methods that change runs, and the reads of runs."""
 
     # ---- queueing ----------------------------------------------------------------------------

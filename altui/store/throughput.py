@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import altui.store.connection as connection  # connection.now: the one clock, patched by tests
-
-if TYPE_CHECKING:  # the methods run on a Store: its connection, _write and _rows
-    from altui.store.connection import StoreBase as _Base
-else:
-    _Base = object
+from altui.store.connection import StoreBase
 
 
-class ThroughputMixin(_Base):
+class ThroughputMixin(StoreBase):
     """Store methods of the throughput cache."""
 
     def measured_throughput(self) -> dict[tuple[str, int], float]:

@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from worker_helpers import kill9, runner_pids
-
-from altui.execution.daemon import WorkerError, lock_holder, stop_worker
+from worker_helpers import kill9, new_store, runner_pids, stop_store_worker
 
 
 @pytest.fixture
@@ -23,12 +21,8 @@ def env() -> dict[str, str]:
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Path]:
     """A store in tmp_path; afterwards its worker is stopped and stray runners are killed."""
-    path = tmp_path / "runs" / "altui.db"
-    path.parent.mkdir(parents=True)
+    path = new_store(tmp_path)
     yield path
-    try:
-        stop_worker(path, timeout=40)
-    except WorkerError:
-        kill9(lock_holder(path) or 0)
+    stop_store_worker(path)
     for pid in runner_pids(path):
         kill9(pid)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from slurm_cluster import NODE, LocalSlurm
-from worker_helpers import SLOW, altui, kill9, ok, write_spec
+from worker_helpers import SLOW, altui, kill9, new_store, ok, stop_store_worker, write_spec
 
-from altui.execution.daemon import WorkerError, lock_holder, start_worker, stop_worker, worker_status
+from altui.execution.daemon import lock_holder, start_worker, worker_status
 from altui.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -45,13 +45,9 @@ def env(cluster: LocalSlurm) -> dict[str, str]:
 @pytest.fixture
 def db(tmp_path: Path, cluster: LocalSlurm) -> Iterator[Path]:
     """A store in tmp_path; afterwards its worker is stopped and every job is cancelled."""
-    path = tmp_path / "runs" / "altui.db"
-    path.parent.mkdir(parents=True)
+    path = new_store(tmp_path)
     yield path
-    try:
-        stop_worker(path, timeout=40)
-    except WorkerError:
-        kill9(lock_holder(path) or 0)
+    stop_store_worker(path)
     cluster.cancel_all()
 
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from altui.execution.daemon import WorkerError, lock_holder, stop_worker
+
 ALTUI = str(Path(sys.executable).parent / "altui")
 
 BASE = {
@@ -71,3 +73,18 @@ def kill9(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def new_store(tmp_path: Path) -> Path:
+    """Where a test's store goes: <tmp>/runs/altui.db, its folder made."""
+    path = tmp_path / "runs" / "altui.db"
+    path.parent.mkdir(parents=True)
+    return path
+
+
+def stop_store_worker(db: Path) -> None:
+    """Stop the store's worker; kill -9 it when it does not stop."""
+    try:
+        stop_worker(db, timeout=40)
+    except WorkerError:
+        kill9(lock_holder(db) or 0)
