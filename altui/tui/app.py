@@ -81,7 +81,7 @@ class AltuiApp(App[None]):
                 try:
                     screen.apply(message.snapshot)
                 except NoMatches:  # a poll that ends while the app closes finds its widgets gone
-                    if not self._exit:
+                    if self.is_running and not self._exit:
                         raise
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
