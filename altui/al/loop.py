@@ -15,7 +15,7 @@ from altui.al.data import load_dataset
 from altui.al.models import LossPredictionModule, build_model
 from altui.al.probes import probe
 from altui.al.schedule import weight_decay_at
-from altui.al.sink import ResumeState, RoundResult, Sink
+from altui.al.sink import CorrectImages, ResumeState, RoundResult, Sink
 from altui.al.tensors import DeviceData
 from altui.al.train import TrainStep, evaluate, train_round
 
@@ -100,7 +100,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
         gen = torch.Generator(device).manual_seed(stream_seed(cfg.seed, t, TRAIN))
         t0 = time.perf_counter()
         train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module, step)
-        accuracy, test_loss = evaluate(model, data, cfg.eval_batch(device.type))
+        accuracy, test_loss, right = evaluate(model, data, cfg.eval_batch(device.type))
         train_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -115,6 +115,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
             round=t, n_labeled=cfg.n_labeled(t), accuracy=accuracy, test_loss=test_loss, weight_decay=lam,
             lr=cfg.lr, train_seconds=train_seconds, acquire_seconds=acquire_seconds, probes=probe(model),
             picks=picks, pick_scores=scores, pick_class_counts=class_counts.tolist(),
+            test_correct=CorrectImages.of(right.numpy()),
         )
         sink.log(f"round {t}: accuracy {accuracy:.4f}, {result.probes.effective_channels} effective channels")
         sink.round_done(result, ResumeState(t + 1, labeled, prev_state, init_state, ll_state))

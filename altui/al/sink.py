@@ -6,8 +6,11 @@ these into store rows; tests collect them in a list.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,35 @@ class Probes:
 
 
 @dataclass(frozen=True)
+class CorrectImages:
+    """Which test images a round's model classified right, one bit each (bit i of byte i // 8, least
+    significant first): 450 bits for digits, 10,000 for CIFAR (1.7 kB as text). In the store as
+    `rounds.test_images` and `rounds.test_correct` (base64), docs/schema.md."""
+
+    images: int
+    bits: bytes
+
+    @classmethod
+    def of(cls, right: np.ndarray) -> CorrectImages:
+        right = np.asarray(right, dtype=bool)
+        return cls(len(right), np.packbits(right, bitorder="little").tobytes())
+
+    def text(self) -> str:
+        return base64.b64encode(self.bits).decode("ascii")
+
+    @classmethod
+    def parse(cls, images: int, text: str) -> CorrectImages:
+        bits = base64.b64decode(text, validate=True)
+        if len(bits) != (images + 7) // 8:
+            raise ValueError(f"{len(bits)} bytes of test_correct do not hold {images} images")
+        return cls(images, bits)
+
+    def array(self) -> np.ndarray:
+        """The bool [images] array."""
+        return np.unpackbits(np.frombuffer(self.bits, np.uint8), count=self.images, bitorder="little").astype(bool)
+
+
+@dataclass(frozen=True)
 class RoundResult:
     round: int
     n_labeled: int  # labels the model of this round was trained on
@@ -60,6 +92,7 @@ class RoundResult:
     picks: list[int]  # pool indices acquired after this round (empty after the last round)
     pick_scores: list[float]  # acquisition score of each pick (random: 0.0)
     pick_class_counts: list[int]  # picks per class, len = number of classes
+    test_correct: CorrectImages | None = None  # which test images this round's model got right
 
     @property
     def pick_mean_score(self) -> float | None:

@@ -158,7 +158,7 @@ def check_claims(
     """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""
     import json
 
-    from altui.results import claims
+    from altui.results import claims, claims_table
 
     with open_store(ctx) as store:
         check_experiment(store, experiment)
@@ -167,4 +167,4 @@ def check_claims(
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return
-    sys.stdout.write(claims.markdown(rows, methods))
+    sys.stdout.write(claims_table.markdown(rows, methods))

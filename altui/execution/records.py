@@ -32,6 +32,8 @@ def round_row(r: RoundResult) -> dict[str, Any]:
         "pick_mean_score": r.pick_mean_score, "pick_class_counts": to_json(r.pick_class_counts, "pick_class_counts"),
         "gamma_bins": to_json(r.probes.gamma_bins, f"round {r.round}: its |gamma| histogram (training diverged?)"),
         "gamma_counts": to_json(r.probes.gamma_counts, "gamma_counts"),
+        "test_images": r.test_correct.images if r.test_correct else None,
+        "test_correct": r.test_correct.text() if r.test_correct else None,
     }
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from altui.results import claims, figure5, gamma, paper_numbers, plotting
+from altui.results import claims, claims_table, figure5, gamma, paper_numbers, plotting
 from altui.results.paper_numbers import PaperQuote, PaperTable
 from altui.results.stats import BOOTSTRAP_RESAMPLES
 from altui.results.summary import SummaryRow, format_cell, markdown_table, summarize
@@ -144,7 +144,7 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
 def _claims_section(store: Store, experiment: str, runs: list[dict[str, Any]]) -> list[str]:
     """Which of the paper's claims the runs support, from paired seeds (altui/results/claims.py)."""
     checked = claims.experiment_claims(store, experiment)
-    return ["## Claims\n", claims.markdown(checked, (r["method"] for r in runs))]
+    return ["## Claims\n", claims_table.markdown(checked, (r["method"] for r in runs))]
 
 
 def _paper_section(store: Store, experiment: str, cells: list[SummaryRow]) -> list[str]:

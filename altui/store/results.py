@@ -73,10 +73,11 @@ class ResultsMixin(StoreBase):
             raise StoreError(f"cannot export table {table!r}; allowed: {', '.join(self.EXPORT_TABLES)}")
 
     def result_rows(
-        self, experiment: str | None = None, run_id: int | None = None
+        self, experiment: str | None = None, run_id: int | None = None, test_correct: bool = False
     ) -> Iterator[dict[str, Any]]:
         """Per-round numbers with their run's experiment, method, sweep point and seed, ordered by
-        experiment, run and round: what the summary, plots and report aggregate."""
+        experiment, run and round: what the summary, plots and report aggregate. `test_correct` adds
+        the per-image bitsets (`test_images`, `test_correct`) that the claims read."""
         where, params = [], []
         if experiment is not None:
             where.append("e.name = ?")
@@ -87,6 +88,7 @@ class ResultsMixin(StoreBase):
         sql = f"""
             SELECT e.name AS experiment, r.id AS run_id, r.name AS run, r.method, r.sweep_json, r.seed,
                 x.round, x.n_labeled, x.accuracy, x.weight_decay, x.effective_channels, x.total_channels
+                {", x.test_images, x.test_correct" if test_correct else ""}
             FROM rounds x JOIN runs r ON r.id = x.run_id JOIN experiments e ON e.id = r.experiment_id
             {"WHERE " + " AND ".join(where) if where else ""}
             ORDER BY e.id, r.id, x.round"""

@@ -151,3 +151,19 @@ def m004_throughput(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m005_test_correct(db: Database) -> None:
+    """Which test images each round's model got right (a bitset), so that the claims' verdicts can
+    include the test set's own sampling error. NULL in rounds recorded before this migration. And
+    indexes from an experiment's name to its runs: the results of one experiment (report, claims) are
+    then read without scanning every round of the store."""
+    db.executescript(
+        """
+        ALTER TABLE rounds ADD COLUMN test_images INTEGER;
+        ALTER TABLE rounds ADD COLUMN test_correct TEXT;
+        CREATE INDEX experiments_name ON experiments(name);
+        CREATE INDEX runs_experiment ON runs(experiment_id, id);
+        """
+    )

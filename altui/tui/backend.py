@@ -162,9 +162,19 @@ class Backend:
         """A run's rounds, read again only when it has recorded a new one (rounds never change)."""
         cached = self._curves.get(run["id"])
         if cached is None or cached[0] != run["rounds_done"]:
-            cached = (run["rounds_done"], store.rounds(run["id"]))
+            cached = (run["rounds_done"], self._with_paper_layer(store, run, store.rounds(run["id"])))
             self._curves[run["id"]] = cached
         return cached[1]
+
+    @staticmethod
+    def _with_paper_layer(store: Store, run: dict[str, Any], rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each round with the paper layer's effective channels: claim 4 has that row too, and the
+        compare line's verdict is `altui claims`' only with the whole family."""
+        layer = PAPER_LAYER.get(json.loads(run["spec_json"]).get("model", "")) if rounds else None
+        if layer is None:
+            return rounds
+        effective = {c["round"]: c["effective"] for c in store.channels(run["id"]) if c["layer"] == layer}
+        return [{**r, "paper_layer": layer, "paper_layer_effective": effective.get(r["round"])} for r in rounds]
 
     def read_experiments(self) -> ExperimentsState:
         """experiments.toml, parsed again only when its mtime or size changed."""

@@ -11,7 +11,8 @@ import json
 import math
 from typing import Any
 
-from altui.results.claims import ACCURACY, CHANNELS, claim_for_pair, format_difference, format_rounds, format_seeds
+from altui.results.claims import ACCURACY, CHANNELS, claim_for_pair, format_p
+from altui.results.claims_table import format_difference, format_rounds, format_seeds
 from altui.results.plotting import Series, experiment_series, run_series
 
 # plot name -> altui.results.plotting metric
@@ -74,6 +75,8 @@ def pair_claim(runs: Rows, curves: dict[int, Rows], shown: Rows) -> str | None:
     if claim is None:
         return f"{methods[0]} vs {methods[1]}: no claim of the paper compares these two"
     unit = "accuracy" if claim.metric == ACCURACY else "effective channels"
+    decide = "" if claim.verdict != "inconclusive" or claim.seeds_needed is None else (
+        f", ~{claim.seeds_needed} seeds would decide")
     return (f"claim {claim.claim}, {claim.section}: {claim.method} − {claim.baseline} {unit} "
-            f"{format_difference(claim)}, round {format_rounds(claim)}, {format_seeds(claim)} seeds: "
-            f"{claim.verdict}")
+            f"{format_difference(claim)}, round {format_rounds(claim)}, {format_seeds(claim)} seeds, "
+            f"p {format_p(claim.p_value)}: {claim.verdict}{decide}")

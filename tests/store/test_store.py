@@ -30,7 +30,7 @@ def test_connections_use_wal_and_a_busy_timeout(tmp_path):
     with Store(tmp_path / "altui.db") as store:
         assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
-        assert store.schema_version == 4
+        assert store.schema_version == 5
 
 
 def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
@@ -47,7 +47,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
     old.close()
     with Store(path) as store:
         assert [r["name"] for r in store._rows("SELECT name FROM experiments")] == ["exp"]
-        assert store.schema_version == 4
+        assert store.schema_version == 5
         queue(store, "exp/Random/s0")
         assert {"slurm_job_id", "node"} <= {c.name for c in store.db["runs"].columns}
         assert store.run(1)["slurm_job_id"] is None
@@ -66,7 +66,7 @@ def test_a_version_3_store_gains_the_throughput_cache(tmp_path):
     migrations.apply(old, stop_before="m004_throughput")
     old.close()
     with Store(path) as store:
-        assert store.schema_version == 4
+        assert store.schema_version == 5
         key = dict(device="cpu: X, 2 threads", model="cnn5", input="1x28x28", batch=32, compile=0, augment=0,
                    slots=1, kind="train", torch_version="2.14.1")
         store.save_throughput([{**key, "value": 400.0}, {**key, "kind": "score", "value": 1200.0}])
@@ -77,12 +77,42 @@ def test_a_version_3_store_gains_the_throughput_cache(tmp_path):
         assert store.throughput("cpu: X, 2 threads", "2.15.0") == []
 
 
+def test_a_version_4_store_keeps_its_rounds_and_says_they_have_no_per_image_results(tmp_path):
+    """m005 adds `rounds.test_images` and `rounds.test_correct`; rounds recorded before are NULL there,
+    the claims say that their statistic is over seeds only, and new rounds carry their bitsets."""
+    from sqlite_utils import Database
+
+    from altui.al.sink import CorrectImages
+    from altui.results import claims
+    from altui.store import migrations
+
+    path = tmp_path / "altui.db"
+    old = Database(path)
+    migrations.apply(old, stop_before="m005_test_correct")
+    old["experiments"].insert({"id": 1, "name": "exp", "file": "f", "spec_json": "{}", "created_at": "t"})
+    for run_id, (method, seed) in enumerate([(m, s) for m in ("WS+init", "Entropy+init") for s in range(3)], 1):
+        old["runs"].insert({"id": run_id, "experiment_id": 1, "name": f"exp/{method}/s{seed}", "method": method,
+                            "seed": seed, "created_at": "t", "spec_json": '{"model": "cnn5"}'})
+        old["rounds"].insert({**round_row(0), "run_id": run_id, "accuracy": 0.8 + 0.01 * seed, "recorded_at": "t"})
+    old.close()
+    with Store(path) as store:
+        assert store.schema_version == 5
+        assert [(r["test_images"], r["test_correct"]) for r in store.rounds(1)] == [(None, None)]
+        (row,) = claims.experiment_claims(store, "exp")
+        assert row.test == "paired t (seeds)" and "no per-image results for these rounds" in row.note
+        right = CorrectImages.of([True, False, True] * 150)
+        store.add_round(1, {**round_row(1), "test_images": right.images, "test_correct": right.text()}, [], [])
+        (recorded,) = [r for r in store.result_rows("exp", test_correct=True) if r["round"] == 1]
+        assert CorrectImages.parse(recorded["test_images"], recorded["test_correct"]).array().tolist() == (
+            [True, False, True] * 150)
+
+
 def test_reopening_a_store_keeps_its_runs_and_applies_no_migration_twice(tmp_path):
     with Store(tmp_path / "altui.db") as store:
         queue(store, "exp/Random/s0")
     with Store(tmp_path / "altui.db") as store:
         assert [r["name"] for r in store.runs()] == ["exp/Random/s0"]
-        assert store.schema_version == 4
+        assert store.schema_version == 5
 
 
 def test_queueing_twice_adds_only_new_runs(tmp_path):

@@ -652,7 +652,7 @@ def test_two_methods_overlaid_show_the_paper_s_claim_about_them(tmp_path: Path) 
         await pilot.pause()
         text = str(line.render())
         assert line.display and text.startswith("claim 1, §4.2–4.4: WS+init − Entropy+init accuracy +2.00 pp")
-        assert text.endswith("round 1 (40 labels), 3 seeds: supported")
+        assert text.endswith("round 1 (40 labels), 3 seeds, p <0.001: supported")
 
     drive(app, script)
 
