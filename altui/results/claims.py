@@ -241,10 +241,11 @@ def _headline_draft(candidates: list[Candidate], baseline: str, sweep: dict[str,
                      "ci_low": e.interval()[0], "ci_high": e.interval()[1], "p_greater": e.p_greater,
                      "p_less": e.p_less} for c in candidates for key, e in c.rounds)
     keys = best.pairing.keys
-    notes = [f"tested every candidate ({', '.join(c.name for c in candidates)}) at every round after the "
-             f"first; shown: {best.name}" + (f", round {shown[0][0]}, its " + ("most contrary" if contrary
-                                                                             else "weakest") + " round"
-                                             if shown and len(keys) > 1 else "") + ".",
+    where = ""
+    if shown and len(keys) > 1:
+        where = f", round {shown[0][0]}, its {'most contrary' if contrary else 'weakest'} round"
+    tested = ", ".join(c.name for c in candidates)
+    notes = [f"tested every candidate ({tested}) at every round after the first; shown: {best.name}{where}.",
              ahead_note(best.pairing), dropped_note(best.pairing.dropped)]
     if not keys:
         notes.append("no round after the first that every paired seed reached.")
