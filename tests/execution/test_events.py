@@ -132,3 +132,34 @@ def test_slurm_job_columns_follow_the_contract_with_the_dashboard(tmp_path: Path
         assert store.run(b)["slurm_job_id"] is None and store.run(b)["status"] == "queued"
         assert store.log_once(a, "2026-01-01T00:00:00", "info", "x") and not store.log_once(
             a, "2026-01-01T00:00:00", "info", "x")
+
+
+def test_the_reader_moves_on_only_when_told_and_reads_a_torn_line_again_until_it_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.jsonl"
+    first = b'{"type":"log","level":"info","message":"a"}\n{"type":"log","level":"info","message":"b"}\n'
+    path.write_bytes(first)
+    reader = EventsReader(path)
+    assert [e["message"] for e in reader.read()] == ["a", "b"]
+    assert [e["message"] for e in reader.read()] == ["a", "b"], "not committed: a failed ingest reads them again"
+    reader.commit()
+    assert reader.read() == []
+
+    # NFS may show a file's new length before its bytes: a line of zeros but for its end.
+    line = b'{"type":"log","level":"info","message":"c"}\n'
+    with open(path, "ab") as f:
+        f.write(b"\0" * 30 + line[30:])
+    assert reader.read() == [] and reader.read() == [], "a torn line is not skipped"
+    fd = os.open(path, os.O_WRONLY)
+    os.pwrite(fd, line, len(first))  # the bytes arrive
+    os.close(fd)
+    assert [e["message"] for e in reader.read()] == ["c"]
+    reader.commit()
+
+    with open(path, "ab") as f:  # a line that never reads whole: skipped once the job has ended...
+        f.write(b"\0not json\n")
+    assert reader.read() == []
+    assert reader.read(final=True) == [{"type": "bad", "text": "\0not json"}]
+    monkeypatch.setattr("altui.execution.events.TORN_SECONDS", 0.0)  # ... or after TORN_SECONDS
+    assert [e["type"] for e in reader.read()] == ["bad"]

@@ -67,15 +67,18 @@ class SlurmWorker(Worker):
         if time.monotonic() >= self.next_poll:
             self.poll()
         self.stop_cancelled()
-        self.fill()
+        if self.disk_full is None or self.space_is_back():  # a full disk (of the store) pauses submitting
+            self.fill()
         self.beat()
 
     # -- events
-    def ingest(self, job: SlurmJob) -> None:
-        """Put the job's new events into the store; an end event ends the run."""
+    def ingest(self, job: SlurmJob, final: bool = False) -> None:
+        """Put the job's new events into the store; an end event ends the run. The reader's offset
+        moves only once all of it is stored: a store error (a full disk, a lock held too long) leaves
+        the lines to be read again at the next tick (`final`: the job has ended, see EventsReader)."""
         if job.job_id is None:
             return
-        got = ingest(self.store, job.run_id, job.reader.read())
+        got = ingest(self.store, job.run_id, job.reader.read(final))
         for text in got.bad or []:
             self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
         if got.start and got.start["job"] == job.job_id:
@@ -88,6 +91,7 @@ class SlurmWorker(Worker):
                 self.event(job.run_id, f"{got.end['status']} (Slurm job {job.job_id})")
                 job.run_ended = True
                 self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
+        job.reader.commit()
 
     # -- Slurm's view
     def poll(self) -> None:
@@ -139,15 +143,16 @@ class SlurmWorker(Worker):
 
     def job_ended(self, job: SlurmJob) -> None:
         """Slurm no longer lists the job: read its last events, then judge. A run still queued or
-        running with this job ended before its run did: it is resubmitted, or fails."""
-        del self.watched[job.run_id]
-        self.ingest(job)
+        running with this job ended before its run did: it is resubmitted, or fails. The job stays
+        watched until this is done: a store error on the way has the next poll judge it again."""
+        self.ingest(job, final=True)
         run = self.store.run(job.run_id)
         how = self.jobs.how_ended(job.job_id)
         if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
             self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
         else:
             self.event(job.run_id, f"Slurm job {job.job_id} ended ({how})")
+        del self.watched[job.run_id]
 
     def output_tail(self, run_id: int) -> str:
         return self.jobs.log_tail(run_id, ERROR_TAIL)
