@@ -93,7 +93,7 @@ class RunsMixin(StoreBase):
             self.db.conn.execute(
                 "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ?, "
                 "slurm_job_id = CASE WHEN ? THEN NULL ELSE slurm_job_id END, "
-                "node = CASE WHEN ? THEN NULL ELSE node END "
+                "node = CASE WHEN ? THEN NULL ELSE node END, slurm_reason = NULL "
                 "WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
                 (status, error, None if requeue else connection.now(), requeue, requeue, run_id, status),
             )
@@ -128,7 +128,8 @@ class RunsMixin(StoreBase):
         changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
         with self._write():
             for rid in changed:
-                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL "
+                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL, "
+                                     "slurm_reason = NULL "
                                      "WHERE id = ?", (rid,))
         return changed
 
@@ -141,7 +142,8 @@ class RunsMixin(StoreBase):
             for rid in run_ids:
                 if not self.db.conn.execute("UPDATE runs SET status = 'queued', attempt = 0, error = NULL, "
                                             "finished_at = NULL, started_at = NULL, slurm_job_id = NULL, "
-                                            "node = NULL WHERE id = ? AND status IN ('failed', 'cancelled')",
+                                            "slurm_reason = NULL, node = NULL "
+                                            "WHERE id = ? AND status IN ('failed', 'cancelled')",
                                             (rid,)).rowcount:
                     continue
                 for table in ("rounds", "epochs", "channels", "picks", "gammas"):
@@ -185,20 +187,23 @@ class RunsMixin(StoreBase):
         set, node NULL), until its job runs. A run cancelled meanwhile stays cancelled."""
         with self._write():
             self.db.conn.execute(
-                "UPDATE runs SET slurm_job_id = ?, node = NULL, pid = NULL, "
+                "UPDATE runs SET slurm_job_id = ?, node = NULL, slurm_reason = NULL, pid = NULL, "
                 "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END WHERE id = ?",
                 (job_id, run_id),
             )
 
-    def slurm_state(self, run_id: int, job_id: str, node: str | None) -> bool:
+    def slurm_state(self, run_id: int, job_id: str, node: str | None, reason: str | None = None) -> bool:
         """The run's job `job_id` runs on `node`, or is pending (node None: queued, pending in
-        Slurm, as after a requeue). Only a queued or running run of that job changes; True if it did."""
+        Slurm, as after a requeue) for Slurm's `reason`. Only a queued or running run of that job
+        changes; True if it did."""
         status = "queued" if node is None else "running"
+        reason = (reason or None) if node is None else None
         with self._write():
             cur = self.db.conn.execute(
-                "UPDATE runs SET status = ?, node = ?, heartbeat_at = ? WHERE id = ? AND slurm_job_id = ? "
-                "AND status IN ('queued', 'running') AND (status != ? OR node IS NOT ?)",
-                (status, node, connection.now(), run_id, job_id, status, node),
+                "UPDATE runs SET status = ?, node = ?, slurm_reason = ?, heartbeat_at = ? "
+                "WHERE id = ? AND slurm_job_id = ? AND status IN ('queued', 'running') "
+                "AND (status != ? OR node IS NOT ? OR slurm_reason IS NOT ?)",
+                (status, node, reason, connection.now(), run_id, job_id, status, node, reason),
             )
             return cur.rowcount > 0
 
@@ -206,7 +211,7 @@ class RunsMixin(StoreBase):
         """Runs that the Slurm executor's head must watch: queued or running with a job, and running
         ones claimed for Slurm (device 'slurm') whose job id is not recorded yet."""
         return self._rows(
-            "SELECT id, name, status, attempt, device, slurm_job_id, node FROM runs "
+            "SELECT id, name, status, attempt, device, slurm_job_id, node, slurm_reason FROM runs "
             "WHERE (slurm_job_id IS NOT NULL AND status IN ('queued', 'running')) "
             "OR (status = 'running' AND device = 'slurm') ORDER BY id")
 

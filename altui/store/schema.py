@@ -151,3 +151,10 @@ def m004_throughput(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m006_slurm_reason(db: Database) -> None:
+    """Why a Slurm job's run waits: Slurm's pending reason (Resources, Priority, ReqNodeNotAvail, ...)
+    while its job is pending; NULL otherwise. (m005 is another change's.)"""
+    db.executescript("ALTER TABLE runs ADD COLUMN slurm_reason TEXT;")

@@ -48,10 +48,11 @@ def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], clust
     in_flight = []
 
     def all_done() -> bool:
-        jobs = [j for j in cluster.jobs() if j["name"].startswith("altui-")]
+        jobs = [j for j in cluster.jobs() if j["name"].startswith("altui:")]
         in_flight.append(len(jobs))
         for j in jobs:
             seen[j["id"]] = j["state"]
+            assert j["name"].startswith("altui:six/") and j["name"].endswith(("/s0", "/s1", "/s2")), j
         return all(r["status"] == "done" for r in store_runs(db).values())
 
     wait_for(db, cluster, "six runs done", all_done, every=0.3)
@@ -134,7 +135,7 @@ def test_a_killed_head_is_replaced_by_one_that_re_attaches_and_runs_nothing_twic
         claimed = store.claim("slurm")
     assert claimed and claimed["name"] == "c/Entropy+init/s0", claimed
     time.sleep(3)  # the jobs go on without a head, writing their events files
-    assert len([j for j in cluster.jobs() if j["name"].startswith("altui-")]) == 2
+    assert len([j for j in cluster.jobs() if j["name"].startswith("altui:")]) == 2
 
     start(db, env)  # the saved options
     rows = wait_finished(db, cluster, ["a/Entropy+init/s0", "b/Entropy+init/s0", "c/Entropy+init/s0"])

@@ -31,6 +31,7 @@ class SlurmJob:
     reader: EventsReader
     cancel_at: float | None = None  # monotonic time of our last scancel
     run_ended: bool = False  # the run ended (or was cancelled) while Slurm still lists its job
+    started: bool = False  # the job wrote its start line: its Python imported altui
 
 
 class SlurmWorker(Worker):
@@ -82,6 +83,7 @@ class SlurmWorker(Worker):
         for text in got.bad or []:
             self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
         if got.start and got.start["job"] == job.job_id:
+            job.started = True
             if self.store.slurm_state(job.run_id, job.job_id, got.start["node"]):
                 self.event(job.run_id, f"running on {got.start['node']} (Slurm job {job.job_id})")
         if got.end and got.end["job"] == job.job_id:
@@ -116,13 +118,13 @@ class SlurmWorker(Worker):
                 self.next_poll = time.monotonic() + SQUEUE_SOON
             else:
                 info = listed[job.job_id]
-                if self.store.slurm_state(job.run_id, job.job_id, info.node):
+                if self.store.slurm_state(job.run_id, job.job_id, info.node, info.reason):
                     self.event(job.run_id, f"running on {info.node} (Slurm job {job.job_id})" if info.node else
                                f"pending in Slurm (job {job.job_id}, {info.state.lower()}: {info.reason})")
         watched = {job.job_id for job in self.watched.values()}
         for info in listed.values():
             if info.job_id not in watched:  # a run's second job, or a job of a run that has ended
-                run = self.store.run(self.jobs.run_of(info.name))
+                run = self.store.run(info.run_id)
                 self.scancel(run["id"] if run else None, info.job_id,
                              f"cancelled Slurm job {info.job_id}, which is not its run's current job "
                              f"(the run is {run['status'] if run else 'gone'})")
@@ -130,7 +132,7 @@ class SlurmWorker(Worker):
     def unrecorded(self, job: SlurmJob, listed: dict[str, JobInfo]) -> None:
         """A run an earlier head claimed for Slurm without recording a job: adopt its job if it
         submitted one, else queue the run again (no attempt is used up: nothing ran)."""
-        mine = [i.job_id for i in listed.values() if self.jobs.run_of(i.name) == job.run_id]
+        mine = [i.job_id for i in listed.values() if i.run_id == job.run_id]
         if mine:
             job.job_id = mine[0]
             self.store.slurm_submitted(job.run_id, job.job_id)
@@ -148,7 +150,14 @@ class SlurmWorker(Worker):
         self.ingest(job, final=True)
         run = self.store.run(job.run_id)
         how = self.jobs.how_ended(job.job_id)
-        if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
+        cannot = None if job.started else self.jobs.cannot_start(job.run_id, job.job_id)
+        if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id and cannot:
+            # the node's Python cannot import altui (or submitit): every job would end the same way
+            why = (f"its Slurm job {job.job_id} could not start the run ({how}): the node's Python cannot "
+                   f"import it: {cannot}; install altui where the compute nodes see it (docs/worker.md)")
+            self.store.finish(job.run_id, "failed", f"{why}\n{self.output_tail(job.run_id)}")
+            self.event(job.run_id, f"{why}; failed without another attempt", "error")
+        elif run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
             self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
         else:
             self.event(job.run_id, f"Slurm job {job.job_id} ended ({how})")
@@ -187,7 +196,7 @@ class SlurmWorker(Worker):
     def submit(self, run: dict[str, Any]) -> None:
         run_id = run["id"]
         try:
-            job_id = self.jobs.submit(run_id, json.loads(run["spec_json"]), self.store.last_round(run_id))
+            job_id = self.jobs.submit(run_id, run["name"], json.loads(run["spec_json"]), self.store.last_round(run_id))
         except SlurmError as e:  # a refused job (a bad option, a full queue) says so and waits
             self.store.release(run_id)
             self.submit_after = time.monotonic() + SUBMIT_PAUSE
