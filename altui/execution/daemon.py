@@ -151,7 +151,9 @@ def choose_executor(db: Path, executor: str | None = None,
         options = SlurmOptions.from_json(saved.get("slurm_options")).merged(given)
         if name == "slurm":
             try:
-                check_slurm(db, options)
+                note = check_slurm(db, options)
+                if note:
+                    print(note, file=sys.stderr)
             except SlurmError as e:
                 raise WorkerError(str(e)) from None
         store.set_settings({"executor": name, **({"slurm_options": options.to_json()} if name == "slurm" else {})})

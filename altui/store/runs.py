@@ -3,6 +3,7 @@ Slurm job fields, the queue's settings, and the rows that a running run records.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -214,6 +215,16 @@ class RunsMixin(StoreBase):
             "SELECT id, name, status, attempt, device, slurm_job_id, node, slurm_reason FROM runs "
             "WHERE (slurm_job_id IS NOT NULL AND status IN ('queued', 'running')) "
             "OR (status = 'running' AND device = 'slurm') ORDER BY id")
+
+    def experiment_spec(self, run_id: int) -> dict[str, Any]:
+        """The experiment table a run was queued from (merged over [defaults]), as queued."""
+        rows = self._rows("SELECT e.spec_json FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                          "WHERE r.id = ?", (run_id,))
+        try:
+            spec = json.loads(rows[0]["spec_json"]) if rows and rows[0]["spec_json"] else {}
+        except ValueError:
+            return {}
+        return spec if isinstance(spec, dict) else {}
 
     def log_once(self, run_id: int, at: str, level: str, message: str) -> bool:
         """An event written elsewhere (a Slurm job's events file) at time `at`; a second copy of the

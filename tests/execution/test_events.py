@@ -29,12 +29,12 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
     options = SlurmOptions(max_jobs=3, partition="gpu", time="2-00:00:00", gpus_per_job=2, cpus_per_job=8,
                            mem="64G", account="ml", qos="high", constraint="a100",
                            slurm_args=("exclude=node07", "mail-type=END", "reservation=maint", "setup=module load cuda",
-                                       "setup=source venv/bin/activate", "use_srun=false", "requeue"))
+                                       "setup=source venv/bin/activate", "use_srun=false", "contiguous"))
     assert options.parameters() == {
         "partition": "gpu", "time": 2880, "gpus_per_node": 2, "cpus_per_task": 8, "mem": "64G", "account": "ml",
         "qos": "high", "constraint": "a100", "stderr_to_stdout": True, "exclude": "node07", "mail_type": "END",
         "setup": ["module load cuda", "source venv/bin/activate"], "use_srun": False,
-        "additional_parameters": {"reservation": "maint", "requeue": True}}
+        "additional_parameters": {"reservation": "maint", "contiguous": True}}
     assert SlurmOptions.from_json(options.to_json()) == options
     from submitit.slurm.slurm import _make_sbatch_string  # the script submitit writes
 
@@ -45,6 +45,21 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
     assert pass_through("exclusive=user") == ("exclusive", "user")
     with pytest.raises(SlurmError, match="use --gpus-per-job"):
         pass_through("gpus_per_node=2")
+    for arg, why in [("array=0-9", "one job per run"), ("signal=USR1@100", "its own signal"),
+                     ("--requeue", "decides itself"), ("comment=x", "--comment"), ("output=x.log", "log at")]:
+        with pytest.raises(SlurmError, match=f"--slurm-arg '{arg}': refused: .*{why}"):
+            pass_through(arg)
+
+
+def test_an_experiments_slurm_table_goes_over_the_workers_options_and_a_cpu_run_asks_for_no_gpu() -> None:
+    worker = SlurmOptions(partition="gpu", time="2:00:00", gpus_per_job=2, mem="32G", slurm_args=("exclude=n1",))
+    assert worker.for_run({}, "cuda") == worker and worker.for_run({}, "auto") == worker
+    assert worker.for_run({}, "cpu").gpus_per_job == 0
+    assert worker.for_run({"gpus": 1}, "cpu").gpus_per_job == 1
+    run = worker.for_run({"partition": "cpu", "time": 30, "cpus": 4, "qos": "short", "args": ["mail-type=FAIL"]}, "cpu")
+    assert run.parameters() | {"partition": "cpu", "time": 30, "cpus_per_task": 4, "qos": "short", "mem": "32G",
+                                "exclude": "n1", "mail_type": "FAIL"} == run.parameters()
+    assert "gpus_per_node" not in run.parameters()
 
 
 # ---- the events file ------------------------------------------------------------------------------

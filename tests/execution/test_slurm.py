@@ -205,6 +205,9 @@ def test_bad_options_are_refused_before_the_worker_starts(db: Path, env: dict[st
         (("--slurm-arg", "nodes=two"), "nodes takes an integer"),
         (("--mem", "lots"), "--mem 'lots': allowed"),
         (("--partition", "nowhere"), "Slurm refuses jobs with these options"),
+        (("--slurm-arg", "signal=USR1@100"), "refused: altui asks Slurm for its own signal"),
+        (("--slurm-arg", "array=0-3"), "refused: altui submits one job per run"),
+        (("--slurm-arg", "requeue"), "refused: altui decides itself whether a job stopped by its time limit"),
     ]:
         result = altui(db, env, "worker", "start", *CPU_JOBS, *flags)
         assert result.returncode == 1 and says in result.stderr, (flags, result.stderr)

@@ -93,3 +93,28 @@ def test_a_node_whose_python_cannot_import_altui_fails_the_run_at_once(
     assert "failed without another attempt" in log and "install altui where the compute nodes see it" in log, log
     wait_for(db, cluster, "the job to leave squeue", lambda: not cluster.jobs(), timeout=60)
     assert job_state(cluster, run["slurm_job_id"]) == "FAILED"
+
+
+def test_an_experiments_slurm_table_reaches_sbatch_and_a_cpu_run_needs_no_gpu_flag(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    """The local cluster has no GPUs: the worker starts with its default of one GPU per job (Slurm
+    refuses those here, which it notes), and `device = "cpu"` runs ask for none."""
+    spec = write_spec(tmp_path / "exp.toml", {"plain": {"rounds": 2}, "own": {"rounds": 2}})
+    spec.write_text(spec.read_text() + '\n[experiment.slurm]\npartition = "debug"\ntime = "0:15:00"\ncpus = 2\n'
+                                       'mem = "500M"\nargs = ["mail-type=FAIL", "nice=10"]\n')
+    ok(altui(db, env, "queue", str(spec)))
+    started = altui(db, env, "worker", "start", "--executor", "slurm", "--time", "20")
+    assert started.returncode == 0 and "worker started" in started.stdout, started.stderr
+    assert "Slurm refuses jobs with 1 GPU(s) here" in started.stderr and 'device = "cpu"' in started.stderr
+    rows = wait_finished(db, cluster, ["plain/Entropy+init/s0", "own/Entropy+init/s0"])
+    shown = {}
+    for name, run in rows.items():
+        assert run["status"] == "done" and run["attempt"] == 1, run
+        out = cluster.run("scontrol", "show", "job", "--oneliner", run["slurm_job_id"]).stdout
+        shown[name] = dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+        assert "gpu" not in out.lower(), out
+    own, plain = shown["own/Entropy+init/s0"], shown["plain/Entropy+init/s0"]
+    assert (own["Partition"], own["TimeLimit"], own["NumCPUs"], own["MinMemoryNode"], own["MailType"],
+            own["Nice"]) == ("debug", "00:15:00", "2", "500M", "FAIL", "10"), own
+    assert (plain["TimeLimit"], plain["NumCPUs"], plain["Nice"]) == ("00:20:00", "1", "0"), plain

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from altui.execution.events import EventsReader, events_path, ingest
-from altui.execution.executors.slurm.jobs import JobInfo, SlurmJobs, scancel
+from altui.execution.executors.slurm.jobs import JobInfo, RunSettingsError, SlurmJobs, scancel
 from altui.execution.executors.slurm.options import SlurmError
 from altui.execution.worker import CANCEL_GRACE, ERROR_TAIL, Worker, say
 from altui.store import Store
@@ -20,6 +20,9 @@ from altui.store import Store
 SQUEUE_SECONDS = 5.0  # ask Slurm for its job states this often
 SQUEUE_SOON = 1.0  # ... or this often while the job of a run that ended (or was cancelled) is listed
 SUBMIT_PAUSE = 60.0  # after sbatch refused a job, submit nothing for this long
+# sbatch refusals that a run's own resources cause (a GPU on a cluster without): they would recur
+RECURRING_REFUSALS = ("Invalid generic resource", "Requested node configuration is not available",
+                      "Invalid partition name", "Invalid qos specification", "Invalid account")
 
 
 @dataclass
@@ -195,9 +198,17 @@ class SlurmWorker(Worker):
 
     def submit(self, run: dict[str, Any]) -> None:
         run_id = run["id"]
+        table = self.store.experiment_spec(run_id).get("slurm") or {}
         try:
-            job_id = self.jobs.submit(run_id, run["name"], json.loads(run["spec_json"]), self.store.last_round(run_id))
-        except SlurmError as e:  # a refused job (a bad option, a full queue) says so and waits
+            job_id = self.jobs.submit(run_id, run["name"], json.loads(run["spec_json"]),
+                                      self.store.last_round(run_id), table)
+        except SlurmError as e:
+            if isinstance(e, RunSettingsError) or any(m in str(e) for m in RECURRING_REFUSALS):
+                # the run's own settings: every submission would be refused the same way
+                self.store.finish(run_id, "failed", f"not submitted: {e}")
+                self.event(run_id, f"not submitted, failed: {e}", "error")
+                return
+            # a refused job (a full queue, a changed account) says so and waits
             self.store.release(run_id)
             self.submit_after = time.monotonic() + SUBMIT_PAUSE
             self.event(run_id, f"not submitted, queued again; trying again in {SUBMIT_PAUSE:.0f} s: {e}", "error")

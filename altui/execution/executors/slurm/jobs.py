@@ -25,6 +25,10 @@ def store_tag(db: Path) -> str:
     return hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:8]
 
 
+class RunSettingsError(SlurmError):
+    """A run's own Slurm settings make no job: it would fail the same way at every submission."""
+
+
 @dataclass(frozen=True)
 class JobInfo:
     job_id: str
@@ -47,10 +51,6 @@ class SlurmJobs:
         self.params = options.parameters()
         self.prefix = f"altui-{store_tag(self.db)}-"
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.options.gpus_per_job else "cpu"
-
     def tag(self, run_id: int) -> str:
         return f"{self.prefix}{run_id}"
 
@@ -60,16 +60,25 @@ class SlurmJobs:
         rest = tag[len(self.prefix):] if tag.startswith(self.prefix) else ""
         return int(rest) if rest.isdigit() else None
 
-    def submit(self, run_id: int, name: str, config: dict[str, Any], recorded: int) -> str:
-        """Submit the run's job; its id. SlurmError with sbatch's message when Slurm refuses it."""
+    def submit(self, run_id: int, name: str, config: dict[str, Any], recorded: int,
+               table: dict[str, Any] | None = None) -> str:
+        """Submit the run's job, with its experiment's [experiment.slurm] `table` over the worker's
+        options; its id. SlurmError with sbatch's message when Slurm refuses it, RunSettingsError
+        when the run's own settings make no job."""
         import submitit
 
+        options = self.options.for_run(table or {}, config.get("device"))
+        try:
+            params = options.parameters()
+        except SlurmError as e:
+            raise RunSettingsError(f"its [experiment.slurm] settings: {e}") from None
         run_dir = self.db.parent / str(run_id)
+        device = "cuda" if options.gpus_per_job else "cpu"
         try:
             executor = submitit.SlurmExecutor(folder=run_dir / "slurm", max_num_timeout=0)
-            extra = {**self.params.get("additional_parameters", {}), "comment": self.tag(run_id)}
-            executor.update_parameters(**{**self.params, "additional_parameters": extra}, job_name=job_name(name))
-            job = executor.submit(SlurmRun(run_id, str(run_dir), config, self.device, recorded))
+            extra = {**params.get("additional_parameters", {}), "comment": self.tag(run_id)}
+            executor.update_parameters(**{**params, "additional_parameters": extra}, job_name=job_name(name))
+            job = executor.submit(SlurmRun(run_id, str(run_dir), config, device, recorded))
         except Exception as e:  # submitit raises its own errors, with sbatch's output in them
             raise SlurmError(f"sbatch failed: {str(e).strip()[-1000:]}") from None
         return job.job_id
