@@ -2,7 +2,8 @@
 
 On the compute node, `EventSink` appends one JSON object per line to `<run folder>/events.jsonl`,
 beside the run's checkpoints: the job's start, log lines, epochs, rounds (with the rows that
-records.py builds for the store: round_row, channel_rows, pick_rows, gamma_rows) and the run's end.
+records.py builds for the store: round_row, channel_rows, pick_rows, gamma_rows), the run's end, or
+that Slurm stopped the job (`stopped`: its time limit, or a signal).
 A round's checkpoint is written first; its line is then appended and fsynced, and only then is the
 previous round's checkpoint removed, as the store's runner does. Lines are only ever appended.
 
@@ -86,7 +87,9 @@ class EventSink:
             os.fsync(self.fd)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:  # once: a second close could close a file opened since under the same number
+            os.close(self.fd)
+            self.fd = -1
 
     def start(self, node: str, restarts: int) -> None:
         """The job's first line: it runs on `node` (Slurm's `restarts`-th restart of the job)."""
@@ -198,6 +201,8 @@ class Ingested:
     rounds: int = 0  # rounds newly recorded
     start: dict[str, Any] | None = None  # the last start event
     end: dict[str, Any] | None = None  # the last end event
+    stopped: dict[str, Any] | None = None  # the last stopped event (Slurm stopped the job: time limit, signal)
+    round_jobs: set[str] | None = None  # the jobs whose round lines the batch holds (recorded or not)
     bad: list[str] | None = None  # lines that were not events
 
 
@@ -215,6 +220,7 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
         elif kind == "epoch":
             store.add_epoch(run_id, e["row"])
         elif kind == "round":
+            got.round_jobs = {*(got.round_jobs or ()), e.get("job")}
             if e["row"]["round"] > last:  # rounds come in order; an earlier one is recorded
                 store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"])
                 last = e["row"]["round"]
@@ -223,6 +229,8 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
             got.start = e
         elif kind == "end":
             got.end = e
+        elif kind == "stopped":
+            got.stopped = e
         else:
             got.bad = [*(got.bad or []), e.get("text", repr(e)[:200])]
     return got

@@ -82,11 +82,12 @@ class RunsMixin(StoreBase):
             self.db.conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (connection.now(), run_id))
             return self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
 
-    def finish(self, run_id: int, status: str, error: str | None = None) -> str:
+    def finish(self, run_id: int, status: str, error: str | None = None, refund: bool = False) -> str:
         """End a run (done, failed, cancelled) or send it back to the queue (queued); returns the
         run's status afterwards. A cancel is never overwritten: a run cancelled while it finished
         its last round, or while it failed, stays cancelled. An ended run keeps its Slurm job id and
-        node; a requeued one loses them (its next job is another)."""
+        node; a requeued one loses them (its next job is another). `refund`: the attempt that ends
+        does not count (a Slurm job stopped by its time limit or by preemption)."""
         if status not in STATUSES or status == "running":
             raise StoreError(f"cannot finish a run as {status!r}")
         requeue = status == "queued"
@@ -94,9 +95,10 @@ class RunsMixin(StoreBase):
             self.db.conn.execute(
                 "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ?, "
                 "slurm_job_id = CASE WHEN ? THEN NULL ELSE slurm_job_id END, "
-                "node = CASE WHEN ? THEN NULL ELSE node END, slurm_reason = NULL "
+                "node = CASE WHEN ? THEN NULL ELSE node END, slurm_reason = NULL, "
+                "attempt = CASE WHEN ? THEN MAX(attempt - 1, 0) ELSE attempt END "
                 "WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
-                (status, error, None if requeue else connection.now(), requeue, requeue, run_id, status),
+                (status, error, None if requeue else connection.now(), requeue, requeue, refund, run_id, status),
             )
             row = self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row[0] if row else status

@@ -54,12 +54,13 @@ def wait_for(db: Path, cluster: LocalSlurm, what: str, predicate: Callable[[], A
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{diagnostics(db, cluster)}")
 
 
-def wait_finished(db: Path, cluster: LocalSlurm, names: list[str]) -> dict[str, dict[str, Any]]:
+def wait_finished(db: Path, cluster: LocalSlurm, names: list[str],
+                  timeout: float = TIMEOUT) -> dict[str, dict[str, Any]]:
     def finished() -> dict[str, dict[str, Any]] | None:
         rows = store_runs(db)
         return rows if all(rows[n]["status"] in ("done", "failed", "cancelled") for n in names) else None
 
-    return wait_for(db, cluster, f"{names} to finish", finished)
+    return wait_for(db, cluster, f"{names} to finish", finished, timeout)
 
 
 def start(db: Path, env: dict[str, str], *options: str) -> int:
@@ -68,7 +69,7 @@ def start(db: Path, env: dict[str, str], *options: str) -> int:
     return worker_status(db)["pid"]
 
 
-def assert_complete(db: Path, name: str, rounds: int, epochs: int) -> dict[str, Any]:
+def assert_complete(db: Path, name: str, rounds: int, epochs: int, budget: int = 20) -> dict[str, Any]:
     """Done, every round recorded once, every epoch once, and each round's log line once."""
     with Store(db) as store:
         run = store.run(store.resolve([name])[0])
@@ -78,7 +79,7 @@ def assert_complete(db: Path, name: str, rounds: int, epochs: int) -> dict[str, 
     assert run["status"] == "done", f"{name}: {run['status']}\n{run['error']}"
     assert recorded == list(range(rounds)), f"{name} recorded rounds {recorded}"
     assert epoch_keys == [(r, e) for r in range(rounds) for e in range(1, epochs + 1)], epoch_keys
-    assert all(picked[r] == 20 for r in range(rounds - 1)) and picked[rounds - 1] == 0, picked
+    assert all(picked[r] == budget for r in range(rounds - 1)) and picked[rounds - 1] == 0, picked
     done_lines = Counter(m for m in messages(db, name) if ": accuracy" in m)  # "round r: accuracy ..."
     assert len(done_lines) == rounds and set(done_lines.values()) == {1}, done_lines
     return run

@@ -34,7 +34,7 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
         "partition": "gpu", "time": 2880, "gpus_per_node": 2, "cpus_per_task": 8, "mem": "64G", "account": "ml",
         "qos": "high", "constraint": "a100", "stderr_to_stdout": True, "exclude": "node07", "mail_type": "END",
         "setup": ["module load cuda", "source venv/bin/activate"], "use_srun": False,
-        "additional_parameters": {"reservation": "maint", "contiguous": True}}
+        "additional_parameters": {"reservation": "maint", "contiguous": True}, "signal_delay_s": 90}
     assert SlurmOptions.from_json(options.to_json()) == options
     from submitit.slurm.slurm import _make_sbatch_string  # the script submitit writes
 
@@ -49,6 +49,17 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
                      ("--requeue", "decides itself"), ("comment=x", "--comment"), ("output=x.log", "log at")]:
         with pytest.raises(SlurmError, match=f"--slurm-arg '{arg}': refused: .*{why}"):
             pass_through(arg)
+
+
+def test_the_stop_signal_fits_the_time_limit_and_a_limit_too_short_for_a_round_is_refused() -> None:
+    assert SlurmOptions(time="1").parameters()["signal_delay_s"] == 10  # not submitit's 90 s of a 60 s job
+    assert SlurmOptions(time="30").parameters()["signal_delay_s"] == 90  # 30 min: submitit's default again
+    assert SlurmOptions(time="1", slurm_args=("signal_delay_s=15",)).parameters()["signal_delay_s"] == 15
+    assert "signal_delay_s" not in SlurmOptions().parameters()  # the partition's limit: submitit's default
+    with pytest.raises(SlurmError, match=r"--time 1: a job of 60 s leaves 0 s for the run after start-up .* "
+                                         r"\(50 s before the limit\), too short for a round; allowed: a limit of "
+                                         r"at least 95 s"):
+        SlurmOptions(time="1", slurm_args=("signal_delay_s=50",)).parameters()
 
 
 def test_an_experiments_slurm_table_goes_over_the_workers_options_and_a_cpu_run_asks_for_no_gpu() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import NODE, LocalSlurm
 from slurm_helpers import CPU_JOBS, messages, start, submissions, wait_finished, wait_for
-from worker_helpers import altui, ok, write_spec
+from worker_helpers import ALTUI, altui, ok, write_spec
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -118,3 +118,20 @@ def test_an_experiments_slurm_table_reaches_sbatch_and_a_cpu_run_needs_no_gpu_fl
     assert (own["Partition"], own["TimeLimit"], own["NumCPUs"], own["MinMemoryNode"], own["MailType"],
             own["Nice"]) == ("debug", "00:15:00", "2", "500M", "FAIL", "10"), own
     assert (plain["TimeLimit"], plain["NumCPUs"], plain["Nice"]) == ("00:20:00", "1", "0"), plain
+
+
+def test_the_head_runs_as_a_batch_job_and_ends_when_the_queue_is_done(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"batch": {"methods": ["Random", "Entropy+init"]}})
+    ok(altui(db, env, "queue", str(spec)))
+    head = " ".join([ALTUI, "--db", str(db), "worker", "start", *CPU_JOBS, "--foreground", "--exit-when-empty"])
+    out = tmp_path / "head.out"
+    job = cluster.run("sbatch", "--parsable", "-c", "1", "--time", "30", "-J", "altui-head", f"--output={out}",
+                      "--wrap", head).stdout.strip()
+    rows = wait_finished(db, cluster, ["batch/Random/s0", "batch/Entropy+init/s0"])
+    assert all(r["status"] == "done" and r["attempt"] == 1 for r in rows.values()), rows
+    wait_for(db, cluster, "the head's job to end", lambda: job not in {j["id"] for j in cluster.jobs()}, timeout=60)
+    assert job_state(cluster, job) == "COMPLETED"
+    text = out.read_text()
+    assert "serving" in text and "the queue is done (no run queued or running): the worker stops" in text, text

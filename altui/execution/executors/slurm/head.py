@@ -35,6 +35,8 @@ class SlurmJob:
     cancel_at: float | None = None  # monotonic time of our last scancel
     run_ended: bool = False  # the run ended (or was cancelled) while Slurm still lists its job
     started: bool = False  # the job wrote its start line: its Python imported altui
+    progressed: bool = False  # the job completed a round
+    stopped: str | None = None  # why Slurm stopped the job, as its stopped line says ("time limit", "signal")
 
 
 class SlurmWorker(Worker):
@@ -74,6 +76,7 @@ class SlurmWorker(Worker):
         if self.disk_full is None or self.space_is_back():  # a full disk (of the store) pauses submitting
             self.fill()
         self.beat()
+        self.stop_if_empty(bool(self.watched))
 
     # -- events
     def ingest(self, job: SlurmJob, final: bool = False) -> None:
@@ -85,6 +88,9 @@ class SlurmWorker(Worker):
         got = ingest(self.store, job.run_id, job.reader.read(final))
         for text in got.bad or []:
             self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
+        job.progressed = job.progressed or job.job_id in (got.round_jobs or ())
+        if got.stopped and got.stopped["job"] == job.job_id:
+            job.stopped = got.stopped["reason"]
         if got.start and got.start["job"] == job.job_id:
             job.started = True
             if self.store.slurm_state(job.run_id, job.job_id, got.start["node"]):
@@ -161,10 +167,32 @@ class SlurmWorker(Worker):
             self.store.finish(job.run_id, "failed", f"{why}\n{self.output_tail(job.run_id)}")
             self.event(job.run_id, f"{why}; failed without another attempt", "error")
         elif run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
-            self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
+            timeout = job.stopped == "time limit" or how.startswith("TIMEOUT")
+            if timeout or how.startswith("PREEMPTED"):
+                self.stopped_by_slurm(job, "its time limit" if timeout else "preemption", how)
+            else:
+                self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
         else:
             self.event(job.run_id, f"Slurm job {job.job_id} ended ({how})")
         del self.watched[job.run_id]
+
+    def stopped_by_slurm(self, job: SlurmJob, by: str, how: str) -> None:
+        """A job stopped by its time limit or by preemption: the run is resubmitted to resume after its
+        last round, with no attempt used (submitit's checkpoint convention). A job that reached its
+        time limit without completing a round shows that a round does not fit in a job: the run fails
+        with that reason rather than be resubmitted for ever."""
+        if by == "its time limit" and not job.progressed:
+            limit = self.jobs.options.time or "the partition's default"
+            why = (f"its Slurm job {job.job_id} reached its time limit ({limit}) before it completed a round "
+                   f"({how}): a round of this run takes longer than a job may run, so no number of jobs "
+                   "would finish it; give --time (or the experiment's slurm.time) room for one round "
+                   "plus start-up")
+            self.store.finish(job.run_id, "failed", why)
+            self.event(job.run_id, why, "error")
+            return
+        self.store.finish(job.run_id, "queued", refund=True)
+        self.event(job.run_id, f"its Slurm job {job.job_id} was stopped by {by} ({how}); resubmitted to resume "
+                               f"at round {self.store.last_round(job.run_id) + 1}, no attempt used", "warning")
 
     def output_tail(self, run_id: int) -> str:
         return self.jobs.log_tail(run_id, ERROR_TAIL)

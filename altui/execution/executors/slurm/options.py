@@ -23,6 +23,8 @@ OWN = {"partition": "--partition", "time": "--time", "gpus_per_node": "--gpus-pe
        "cpus_per_task": "--cpus-per-job", "mem": "--mem", "account": "--account", "qos": "--qos",
        "constraint": "--constraint", "num_gpus": "--gpus-per-job",
        "timeout_min": "--time", "mem_gb": "--mem", "gpus_per_task": "--gpus-per-job"}
+STARTUP_SECONDS = 30  # a job's start before its run works: Python, torch's import, the data set
+MIN_WORK_SECONDS = 15  # the least time a job must leave its run: a short round of a small data set
 LIST_PARAMETERS = ("setup", "teardown", "srun_args")  # repeat --slurm-arg setup=... for several lines
 
 
@@ -107,7 +109,23 @@ class SlurmOptions:
                 extra[key.replace("_", "-")] = value
         if extra:
             params["additional_parameters"] = extra
+        if params["time"] is not None:
+            params["signal_delay_s"] = self.check_time(params["time"] * 60, params.get("signal_delay_s"))
         return params
+
+    def check_time(self, limit: int, delay: int | None) -> int:
+        """The stop signal's delay before a `limit` of seconds (as given, else one sized to the limit:
+        submitit's 90 s would come before a short job got going); SlurmError when the limit leaves
+        no time for a round after start-up and the signal."""
+        delay = signal_delay(limit) if delay is None else delay
+        work = limit - delay - STARTUP_SECONDS
+        if work < MIN_WORK_SECONDS:
+            raise SlurmError(
+                f"--time {self.time}: a job of {limit} s leaves {max(work, 0)} s for the run after start-up "
+                f"(about {STARTUP_SECONDS} s: Python, torch, the data) and the stop signal ({delay} s before "
+                f"the limit), too short for a round; allowed: a limit of at least "
+                f"{delay + STARTUP_SECONDS + MIN_WORK_SECONDS} s with that signal delay")
+        return delay
 
     def for_run(self, table: dict[str, Any], device: str | None) -> SlurmOptions:
         """These options for one run: its experiment's [experiment.slurm] `table` over them, key by
@@ -136,6 +154,12 @@ class SlurmOptions:
                 parts.append(f"--{name.replace('_', '-')} {value}")
         parts += [f"--slurm-arg {a}" for a in self.slurm_args]
         return ", ".join(parts)
+
+
+def signal_delay(limit: int) -> int:
+    """Seconds before a time limit of `limit` seconds that Slurm sends the stop signal (SIGUSR2): a
+    sixth of the limit, from 10 s (time to write the stop) to submitit's default of 90 s."""
+    return int(min(90, max(10, limit // 6)))
 
 
 def submitit_defaults() -> dict[str, Any]:
