@@ -182,8 +182,8 @@ class SlurmWorker(Worker):
         time limit without completing a round shows that a round does not fit in a job: the run fails
         with that reason rather than be resubmitted for ever."""
         if by == "its time limit" and not job.progressed:
-            limit = self.jobs.options.time or "the partition's default"
-            why = (f"its Slurm job {job.job_id} reached its time limit ({limit}) before it completed a round "
+            # (the limit is the worker's --time or the experiment's slurm.time: scontrol show job says which)
+            why = (f"its Slurm job {job.job_id} reached its time limit before it completed a round "
                    f"({how}): a round of this run takes longer than a job may run, so no number of jobs "
                    "would finish it; give --time (or the experiment's slurm.time) room for one round "
                    "plus start-up")
