@@ -29,7 +29,7 @@ from altui.cli.app import (
 )
 from altui.spec import MAX_RUNS, SpecError
 from altui.store import STATUSES, Store, parse_time
-from altui.tui.format import CANCELLABLE, RETRYABLE, duration, status_text
+from altui.tui.format import CANCELLABLE, RETRYABLE, duration, pending, status_text
 
 
 @app.command()
@@ -188,12 +188,32 @@ def last_line(error: str) -> str:
     return " ".join(lines[-1].split()) if lines else "(no message)"
 
 
+def node_text(run: dict) -> str:
+    """The node a Slurm run's job runs on, or why it is pending (Slurm's reason)."""
+    if run.get("node"):
+        return run["node"]
+    return f"pending: {run['slurm_reason']}" if pending(run) and run.get("slurm_reason") else ""
+
+
+def slurm_hints(run: dict, db: Path) -> list[str]:
+    """Where a Slurm run's job stands and the commands that tell more (`altui logs`)."""
+    job = run.get("slurm_job_id")
+    if not job:
+        return []
+    where = (f"on {run['node']}" if run.get("node") else
+             f"pending: {run.get('slurm_reason') or 'no reason given yet'}" if pending(run) else "")
+    return [f"Slurm job {job}" + (f" ({where})" if where else ""),
+            f"  scontrol show job {job}        # while Slurm remembers it (a few minutes after its end)",
+            f"  sacct -j {job} --format=JobID,JobName%40,State,ExitCode,Elapsed,NodeList,Reason",
+            f"  output: {db.parent / str(run['id']) / 'slurm' / f'{job}_0_log.out'}"]
+
+
 def fmt(value: object, spec: str = "") -> str:
     return "" if value is None else format(value, spec)
 
 
 LS_FIELDS = ("id", "name", "experiment", "method", "seed", "status", "round", "rounds", "accuracy", "weight_decay",
-             "effective_channels", "eta_seconds", "slurm_job_id", "node")
+             "effective_channels", "eta_seconds", "slurm_job_id", "node", "slurm_reason")
 
 
 def ls_row(run: dict, eta: float | None) -> dict:
@@ -203,7 +223,7 @@ def ls_row(run: dict, eta: float | None) -> dict:
             "accuracy": run["accuracy"], "weight_decay": run["weight_decay"],
             "effective_channels": run["effective_channels"],
             "eta_seconds": None if eta is None else round(eta, 1), "slurm_job_id": run.get("slurm_job_id"),
-            "node": run.get("node")}
+            "node": run.get("node"), "slurm_reason": run.get("slurm_reason") if pending(run) else None}
 
 
 @app.command("ls")
@@ -249,7 +269,7 @@ def list_runs(
             str(r["id"]), printable(r["name"]), status_text(r), f"{r['rounds_done']}/{r['rounds_total']}",
             fmt(r["n_labeled"]), fmt(r["accuracy"], ".4f"), fmt(r["weight_decay"], ".3g"),
             fmt(r["effective_channels"]), duration(eta.get(r["id"])), str(r["attempt"]),
-            *([r.get("slurm_job_id") or "", r.get("node") or ""] if slurm else []),
+            *([r.get("slurm_job_id") or "", node_text(r)] if slurm else []),
         )
     wide.print(table if rows else printable(f"no runs in {db_path(ctx)}"))
 
@@ -418,5 +438,7 @@ def logs(
             raise typer.Exit(130) from None
         r = store.run(run_id)
         tell(f"run {run_id} {r['name']}: {r['status']}")
+        for line in slurm_hints(r, db_path(ctx)):
+            tell(line)
         if r["status"] == "failed" and r["error"]:
             tell(r["error"])

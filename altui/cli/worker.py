@@ -25,6 +25,8 @@ def worker_start(
     )] = "auto",
     max_attempts: Annotated[int, typer.Option(min=1, help="Starts of a run before a crash fails it.")] = 3,
     foreground: Annotated[bool, typer.Option("--foreground", help="Serve in this terminal.")] = False,
+    exit_when_empty: Annotated[bool, typer.Option(
+        "--exit-when-empty", help="Stop once no run is queued or running (e.g. the head as an sbatch job).")] = False,
     executor: Annotated[str | None, typer.Option(
         help="local (subprocesses here) or slurm (one Slurm job per run); default: the last start's.")] = None,
     max_jobs: Annotated[int | None, typer.Option(
@@ -59,7 +61,7 @@ def worker_start(
              + ("leaves its Slurm jobs running" if slurm_jobs else "requeues its runs"))
     try:
         started = running is None and start_worker(db, gpus, slots_per_gpu, not foreground, max_attempts,
-                                                   executor, slurm)
+                                                   executor, slurm, exit_when_empty)
     except WorkerError as e:
         fail(str(e))
     status = worker_status(db) if running is None else running

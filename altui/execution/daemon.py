@@ -82,8 +82,10 @@ def lock_holder(db: Path) -> int | None:
 # ---- entry points --------------------------------------------------------------------------------
 
 
-def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_attempts: int = 3) -> bool:
-    """Be the store's worker until SIGTERM/SIGINT/SIGHUP; False if another worker serves it."""
+def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_attempts: int = 3,
+          exit_when_empty: bool = False) -> bool:
+    """Be the store's worker until SIGTERM/SIGINT/SIGHUP (or, `exit_when_empty`, until no run is
+    queued or running); False if another worker serves it."""
     db = Path(db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
     Store(db).close()  # created (or migrated) before the lock says a worker serves it: readers find it whole
@@ -116,6 +118,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_a
             mine = {"worker_executor": "local", "worker_slots": json.dumps([s.label for s in slots]),
                     "worker_slots_choice": choice}
             how = f"slots {', '.join(s.label for s in slots)} ({choice})"
+        worker.exit_when_empty = exit_when_empty
         store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_heartbeat": now(),
                             "worker_disk_full": None, **mine})
         worker.event(None, f"worker {os.getpid()} started: {how}, max attempts {max_attempts}")
@@ -151,7 +154,9 @@ def choose_executor(db: Path, executor: str | None = None,
         options = SlurmOptions.from_json(saved.get("slurm_options")).merged(given)
         if name == "slurm":
             try:
-                check_slurm(db, options)
+                note = check_slurm(db, options)
+                if note:
+                    print(note, file=sys.stderr)
             except SlurmError as e:
                 raise WorkerError(str(e)) from None
         store.set_settings({"executor": name, **({"slurm_options": options.to_json()} if name == "slurm" else {})})
@@ -159,7 +164,8 @@ def choose_executor(db: Path, executor: str | None = None,
 
 
 def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", detach: bool = True,
-                 max_attempts: int = 3, executor: str | None = None, slurm: dict[str, Any] | None = None) -> bool:
+                 max_attempts: int = 3, executor: str | None = None, slurm: dict[str, Any] | None = None,
+                 exit_when_empty: bool = False) -> bool:
     """Start the store's worker; False if one already serves it.
 
     Detached (the default), it runs in a new session with stdin closed and its output in
@@ -169,6 +175,7 @@ def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto"
 
     `executor` and `slurm` (SlurmOptions fields) default to what the last start saved in the store
     (choose_executor), so a start with neither (the dashboard's) runs as the last one did.
+    `exit_when_empty`: the worker ends once no run is queued or running (a head in a batch job).
     """
     db = Path(db).resolve()
     parse_gpus(gpus)  # fail here, not in the background
@@ -180,9 +187,10 @@ def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto"
     db.parent.mkdir(parents=True, exist_ok=True)
     if not detach:
         choose_executor(db, executor, slurm)
-        return serve(db, gpus, slots_per_gpu, max_attempts)
+        return serve(db, gpus, slots_per_gpu, max_attempts, exit_when_empty)
     cmd = [sys.executable, "-m", "altui.execution.daemon", "--db", str(db), "--gpus", gpus,
-           "--slots-per-gpu", str(slots_per_gpu), "--max-attempts", str(max_attempts)]
+           "--slots-per-gpu", str(slots_per_gpu), "--max-attempts", str(max_attempts),
+           *(["--exit-when-empty"] if exit_when_empty else [])]
     log_path = db.parent / "worker.log"
     with open_append(log_path) as log:  # never through a planted link; before any setting is saved
         choose_executor(db, executor, slurm)
@@ -261,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", default="auto")
     parser.add_argument("--slots-per-gpu", default="auto")
     parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--exit-when-empty", action="store_true")
     args = parser.parse_args(argv)
-    serve(args.db, args.gpus, args.slots_per_gpu, args.max_attempts)
+    serve(args.db, args.gpus, args.slots_per_gpu, args.max_attempts, args.exit_when_empty)
     return 0
 
 

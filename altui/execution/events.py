@@ -2,20 +2,23 @@
 
 On the compute node, `EventSink` appends one JSON object per line to `<run folder>/events.jsonl`,
 beside the run's checkpoints: the job's start, log lines, epochs, rounds (with the rows that
-records.py builds for the store: round_row, channel_rows, pick_rows, gamma_rows) and the run's end.
+records.py builds for the store: round_row, channel_rows, pick_rows, gamma_rows), the run's end, or
+that Slurm stopped the job (`stopped`: its time limit, or a signal).
 A round's checkpoint is written first; its line is then appended and fsynced, and only then is the
 previous round's checkpoint removed, as the store's runner does. Lines are only ever appended.
 
-On the head, `EventsReader` reads the complete lines written since its last read and `ingest` puts
-them into the store. Ingesting a line twice changes nothing: epochs are upserted, a round already
-recorded is skipped, a log line is keyed by (run, time, message). So a head that restarts (or was
-killed) reads the file again from its start and loses and duplicates nothing. Format: docs/worker.md.
+On the head, `EventsReader` reads the complete lines written since its last commit and `ingest` puts
+them into the store; only then does the head commit the reader's offset. Ingesting a line twice
+changes nothing: epochs are upserted, a round already recorded is skipped, a log line is keyed by
+(run, time, message). So a head that restarts (or was killed, or met a store error in the middle of
+a batch) reads the lines again and loses and duplicates nothing. Format: docs/worker.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,9 @@ if TYPE_CHECKING:  # the head imports this module too, and stays free of torch
     from altui.al.sink import EpochStats, ResumeState, RoundResult
 
 TAIL_CHUNK = 65536  # bytes read backwards at a time when trimming a cut last line
+# An unreadable line is read again for this long before it is skipped: NFS clients cache a file's
+# attributes (and so may show its new length before its bytes) for up to acregmax, 60 s by default.
+TORN_SECONDS = 90.0
 
 
 def events_path(run_dir: str | Path) -> Path:
@@ -81,7 +87,9 @@ class EventSink:
             os.fsync(self.fd)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:  # once: a second close could close a file opened since under the same number
+            os.close(self.fd)
+            self.fd = -1
 
     def start(self, node: str, restarts: int) -> None:
         """The job's first line: it runs on `node` (Slurm's `restarts`-th restart of the job)."""
@@ -118,7 +126,7 @@ class EventSink:
 def recorded_round(run_dir: str | Path) -> int:
     """The last round the events file records, -1 when none: where a job resumes."""
     last = -1
-    for event in EventsReader(events_path(run_dir)).read():
+    for event in EventsReader(events_path(run_dir)).read(final=True):  # the node's own file: no tearing
         if event.get("type") == "round":
             last = max(last, event["row"]["round"])
     return last
@@ -128,13 +136,23 @@ def recorded_round(run_dir: str | Path) -> int:
 
 
 class EventsReader:
-    """Reads the complete lines appended to an events file since the last read."""
+    """Reads the complete lines appended to an events file since the last `commit`.
+
+    `read` never moves the offset: the head calls `commit` once the events read are in the store, so a
+    store that fails in the middle of a batch (a full disk, a write lock held past the busy timeout)
+    leaves the batch to be read again; ingesting is idempotent. A line that ends in a newline but is
+    not JSON is taken for a torn read (NFS can show a file's new length before its bytes): reading
+    stops before it and tries it again, until it reads whole or TORN_SECONDS pass; only then, or on a
+    `final` read once the job has ended, is it skipped as a "bad" event."""
 
     def __init__(self, path: str | Path):
         self.path, self.offset = Path(path), 0
+        self.read_to = 0  # where the last read ended: the offset `commit` moves to
+        self.torn: tuple[int, float] | None = None  # an unreadable line's offset, since when (monotonic)
 
-    def read(self) -> list[dict[str, Any]]:
-        """The new events, oldest first; a line that is not JSON becomes {"type": "bad", "text"}."""
+    def read(self, final: bool = False) -> list[dict[str, Any]]:
+        """The events after the committed offset, oldest first; a line skipped as unreadable
+        becomes {"type": "bad", "text"}."""
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
@@ -144,15 +162,36 @@ class EventsReader:
                 self.offset = 0
             f.seek(self.offset)
             data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        events = []
-        for line in data[:end].splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                events.append({"type": "bad", "text": line[:200].decode(errors="replace")})
+        events, pos = [], self.offset
+        for line in data[:data.rfind(b"\n") + 1].splitlines(keepends=True):
+            event = parse_line(line)
+            if event is None:
+                if not final and not self.torn_too_long(pos):
+                    break  # read again next time, with what follows it
+                event = {"type": "bad", "text": line[:200].decode(errors="replace").rstrip("\n")}
+            events.append(event)
+            pos += len(line)
+        self.read_to = pos
         return events
+
+    def torn_too_long(self, pos: int) -> bool:
+        """Whether the unreadable line at `pos` has stayed so for TORN_SECONDS."""
+        if self.torn is None or self.torn[0] != pos:
+            self.torn = (pos, time.monotonic())
+        return time.monotonic() - self.torn[1] >= TORN_SECONDS
+
+    def commit(self) -> None:
+        """The events of the last read are stored: the next read starts after them."""
+        self.offset = self.read_to
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """An events line as its event; None when it is not one (torn, or not an event at all)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
 
 
 @dataclass
@@ -162,6 +201,8 @@ class Ingested:
     rounds: int = 0  # rounds newly recorded
     start: dict[str, Any] | None = None  # the last start event
     end: dict[str, Any] | None = None  # the last end event
+    stopped: dict[str, Any] | None = None  # the last stopped event (Slurm stopped the job: time limit, signal)
+    round_jobs: set[str] | None = None  # the jobs whose round lines the batch holds (recorded or not)
     bad: list[str] | None = None  # lines that were not events
 
 
@@ -179,6 +220,7 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
         elif kind == "epoch":
             store.add_epoch(run_id, e["row"])
         elif kind == "round":
+            got.round_jobs = {*(got.round_jobs or ()), e.get("job")}
             if e["row"]["round"] > last:  # rounds come in order; an earlier one is recorded
                 store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"])
                 last = e["row"]["round"]
@@ -187,6 +229,8 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
             got.start = e
         elif kind == "end":
             got.end = e
+        elif kind == "stopped":
+            got.stopped = e
         else:
             got.bad = [*(got.bad or []), e.get("text", repr(e)[:200])]
     return got

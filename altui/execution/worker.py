@@ -96,6 +96,7 @@ class Worker:
         self.max_attempts, self.stale_seconds = max_attempts, stale_seconds
         self.active: dict[int, Handle] = {}
         self.stopping = False
+        self.exit_when_empty = False  # stop once no run is queued or running (altui worker start --exit-when-empty)
         self.next_recover = self.next_beat = 0.0
         self.disk_full: str | None = None  # why the queue waits for disk space; None: it does not
         self.disk_runs: set[int] = set()  # runs a full disk stopped: to release (no attempt used), to size
@@ -123,6 +124,14 @@ class Worker:
         if self.disk_full is None or self.space_is_back():
             self.fill()
         self.beat()
+        self.stop_if_empty(bool(self.active))
+
+    def stop_if_empty(self, busy: bool) -> None:
+        """With exit_when_empty: stop once this worker runs nothing and no run is queued or running
+        (a paused queue's runs still wait: the worker waits with them)."""
+        if self.exit_when_empty and not busy and not self.store.select_runs(statuses=("queued", "running")):
+            self.stopping = True
+            self.event(None, "the queue is done (no run queued or running): the worker stops (--exit-when-empty)")
 
     def beat(self) -> None:
         """The heartbeat in the store's settings, every HEARTBEAT_SECONDS."""

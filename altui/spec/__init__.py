@@ -1,5 +1,6 @@
 """experiments.toml → runs: parser (reading, issues, expansion into runs), keys (the schema of keys and
-their value checks), positions (where keys are written). Imports only altui.al (the run settings and their checks)."""
+their value checks), positions (where keys are written), slurm ([experiment.slurm] and Slurm option
+checks shared with the Slurm executor). Imports only altui.al (the run settings and their checks)."""
 
 from altui.spec.parser import MAX_RUNS, Experiment, RunSpec, SpecError, SpecFile, SpecIssue, load_spec, parse_spec
 

@@ -34,7 +34,7 @@ METHOD_FIELDS = (
     "acquisition", "weight_decay", "wd_schedule", "init", "distill", "kd_alpha", "kd_temperature",
     "decay_bn", "pool_subset", "subset_seed", "ll_subset", "ll_stop_epoch", "ll_margin", "ll_weight",
 )
-EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", *FIELD_KINDS)
+EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", "slurm", *FIELD_KINDS)  # slurm: altui/spec/slurm.py
 DEFAULTS_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ("name", "methods"))
 METHOD_KEYS = ("name", "preset", *METHOD_FIELDS)
 PATH_DATASETS = ("npz", "imagefolder")  # the data sets read from the user's `path`

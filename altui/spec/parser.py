@@ -47,6 +47,7 @@ from altui.spec.keys import (
     value_error,
 )
 from altui.spec.positions import scan_positions
+from altui.spec.slurm import table_issues
 
 # ----------------------------------------------------------------------------------------------
 # Public API
@@ -223,6 +224,9 @@ def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], i
             issues.add(path, unknown_choice("key", key, allowed))
         elif key in ("name", "methods", "seeds"):
             continue
+        elif key == "slurm":  # the experiment's own Slurm settings: a table of its own
+            for sub, message in table_issues(value):
+                issues.add(f"{path}.{sub}" if sub else path, message)
         elif is_sweep(key, value):
             if not value:
                 issues.add(path, "an empty list sweeps nothing; give one value or a list of values")
@@ -274,6 +278,8 @@ class _ExperimentParser:
         self.table = table
         self.defaults = defaults
         self.merged = {**defaults, **table}
+        if isinstance(defaults.get("slurm"), dict) and isinstance(table.get("slurm"), dict):
+            self.merged["slurm"] = {**defaults["slurm"], **table["slurm"]}  # key by key, as the worker's
         self.issues = issues
         self.runs_before, self.max_runs = runs_before, max_runs
         self.count = 0  # the runs this experiment expands to, once parsed

@@ -104,11 +104,18 @@ def known_throughput(store: Store) -> dict[tuple[str, int], float]:
     return {**cached, **store.measured_throughput()}
 
 
+def pending_in_slurm(run: dict[str, Any]) -> bool:
+    """Queued with a Slurm job: submitted, waiting for Slurm to start it (runs.slurm_reason says why)."""
+    return run["status"] == "queued" and bool(run.get("slurm_job_id"))
+
+
 def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], float],
                  slots: int = 1) -> dict[int, float | None]:
     """Seconds from now until each queued or running run is done (`Store.runs` rows), when the
     worker runs the queue in its order (oldest id first) on `slots` slots at the measured throughput.
-    None where that depends on a time not measured yet. Done, failed and cancelled runs are left out."""
+    None where that depends on a time not measured yet, or on when Slurm starts a pending job (its
+    ETA waits for Slurm, and so do the runs behind it on its place). Done, failed and cancelled runs
+    are left out."""
     import heapq
 
     finish: dict[int, float | None] = {}
@@ -118,9 +125,13 @@ def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], f
             left = seconds_left(run, throughput)
             finish[run["id"]] = left
             free.append(math.inf if left is None else left)
+        elif pending_in_slurm(run):  # it starts when Slurm says (Resources, Priority, ...): not known
+            finish[run["id"]] = None
+            free.append(math.inf)  # and it holds one of the head's --max-jobs places until then
     free += [0.0] * max(0, slots - len(free))
     heapq.heapify(free)
-    for run in sorted((r for r in runs if r["status"] == "queued"), key=lambda r: r["id"]):
+    for run in sorted((r for r in runs if r["status"] == "queued" and not pending_in_slurm(r)),
+                      key=lambda r: r["id"]):
         start = heapq.heappop(free)
         need = seconds_left(run, throughput)
         end = math.inf if need is None else start + need

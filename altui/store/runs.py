@@ -3,6 +3,7 @@ Slurm job fields, the queue's settings, and the rows that a running run records.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -81,11 +82,12 @@ class RunsMixin(StoreBase):
             self.db.conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (connection.now(), run_id))
             return self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
 
-    def finish(self, run_id: int, status: str, error: str | None = None) -> str:
+    def finish(self, run_id: int, status: str, error: str | None = None, refund: bool = False) -> str:
         """End a run (done, failed, cancelled) or send it back to the queue (queued); returns the
         run's status afterwards. A cancel is never overwritten: a run cancelled while it finished
         its last round, or while it failed, stays cancelled. An ended run keeps its Slurm job id and
-        node; a requeued one loses them (its next job is another)."""
+        node; a requeued one loses them (its next job is another). `refund`: the attempt that ends
+        does not count (a Slurm job stopped by its time limit or by preemption)."""
         if status not in STATUSES or status == "running":
             raise StoreError(f"cannot finish a run as {status!r}")
         requeue = status == "queued"
@@ -93,9 +95,10 @@ class RunsMixin(StoreBase):
             self.db.conn.execute(
                 "UPDATE runs SET status = ?, error = ?, pid = NULL, finished_at = ?, "
                 "slurm_job_id = CASE WHEN ? THEN NULL ELSE slurm_job_id END, "
-                "node = CASE WHEN ? THEN NULL ELSE node END "
+                "node = CASE WHEN ? THEN NULL ELSE node END, slurm_reason = NULL, "
+                "attempt = CASE WHEN ? THEN MAX(attempt - 1, 0) ELSE attempt END "
                 "WHERE id = ? AND (status != 'cancelled' OR ? = 'cancelled')",
-                (status, error, None if requeue else connection.now(), requeue, requeue, run_id, status),
+                (status, error, None if requeue else connection.now(), requeue, requeue, refund, run_id, status),
             )
             row = self.db.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
         return row[0] if row else status
@@ -128,7 +131,8 @@ class RunsMixin(StoreBase):
         changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
         with self._write():
             for rid in changed:
-                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL "
+                self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL, "
+                                     "slurm_reason = NULL "
                                      "WHERE id = ?", (rid,))
         return changed
 
@@ -141,7 +145,8 @@ class RunsMixin(StoreBase):
             for rid in run_ids:
                 if not self.db.conn.execute("UPDATE runs SET status = 'queued', attempt = 0, error = NULL, "
                                             "finished_at = NULL, started_at = NULL, slurm_job_id = NULL, "
-                                            "node = NULL WHERE id = ? AND status IN ('failed', 'cancelled')",
+                                            "slurm_reason = NULL, node = NULL "
+                                            "WHERE id = ? AND status IN ('failed', 'cancelled')",
                                             (rid,)).rowcount:
                     continue
                 for table in ("rounds", "epochs", "channels", "picks", "gammas"):
@@ -185,20 +190,23 @@ class RunsMixin(StoreBase):
         set, node NULL), until its job runs. A run cancelled meanwhile stays cancelled."""
         with self._write():
             self.db.conn.execute(
-                "UPDATE runs SET slurm_job_id = ?, node = NULL, pid = NULL, "
+                "UPDATE runs SET slurm_job_id = ?, node = NULL, slurm_reason = NULL, pid = NULL, "
                 "status = CASE WHEN status = 'running' THEN 'queued' ELSE status END WHERE id = ?",
                 (job_id, run_id),
             )
 
-    def slurm_state(self, run_id: int, job_id: str, node: str | None) -> bool:
+    def slurm_state(self, run_id: int, job_id: str, node: str | None, reason: str | None = None) -> bool:
         """The run's job `job_id` runs on `node`, or is pending (node None: queued, pending in
-        Slurm, as after a requeue). Only a queued or running run of that job changes; True if it did."""
+        Slurm, as after a requeue) for Slurm's `reason`. Only a queued or running run of that job
+        changes; True if it did."""
         status = "queued" if node is None else "running"
+        reason = (reason or None) if node is None else None
         with self._write():
             cur = self.db.conn.execute(
-                "UPDATE runs SET status = ?, node = ?, heartbeat_at = ? WHERE id = ? AND slurm_job_id = ? "
-                "AND status IN ('queued', 'running') AND (status != ? OR node IS NOT ?)",
-                (status, node, connection.now(), run_id, job_id, status, node),
+                "UPDATE runs SET status = ?, node = ?, slurm_reason = ?, heartbeat_at = ? "
+                "WHERE id = ? AND slurm_job_id = ? AND status IN ('queued', 'running') "
+                "AND (status != ? OR node IS NOT ? OR slurm_reason IS NOT ?)",
+                (status, node, reason, connection.now(), run_id, job_id, status, node, reason),
             )
             return cur.rowcount > 0
 
@@ -206,9 +214,19 @@ class RunsMixin(StoreBase):
         """Runs that the Slurm executor's head must watch: queued or running with a job, and running
         ones claimed for Slurm (device 'slurm') whose job id is not recorded yet."""
         return self._rows(
-            "SELECT id, name, status, attempt, device, slurm_job_id, node FROM runs "
+            "SELECT id, name, status, attempt, device, slurm_job_id, node, slurm_reason FROM runs "
             "WHERE (slurm_job_id IS NOT NULL AND status IN ('queued', 'running')) "
             "OR (status = 'running' AND device = 'slurm') ORDER BY id")
+
+    def experiment_spec(self, run_id: int) -> dict[str, Any]:
+        """The experiment table a run was queued from (merged over [defaults]), as queued."""
+        rows = self._rows("SELECT e.spec_json FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+                          "WHERE r.id = ?", (run_id,))
+        try:
+            spec = json.loads(rows[0]["spec_json"]) if rows and rows[0]["spec_json"] else {}
+        except ValueError:
+            return {}
+        return spec if isinstance(spec, dict) else {}
 
     def log_once(self, run_id: int, at: str, level: str, message: str) -> bool:
         """An event written elsewhere (a Slurm job's events file) at time `at`; a second copy of the

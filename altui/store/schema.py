@@ -167,3 +167,10 @@ def m005_test_correct(db: Database) -> None:
         CREATE INDEX runs_experiment ON runs(experiment_id, id);
         """
     )
+
+
+@migrations()
+def m006_slurm_reason(db: Database) -> None:
+    """Why a Slurm job's run waits: Slurm's pending reason (Resources, Priority, ReqNodeNotAvail, ...)
+    while its job is pending; NULL otherwise."""
+    db.executescript("ALTER TABLE runs ADD COLUMN slurm_reason TEXT;")

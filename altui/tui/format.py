@@ -67,11 +67,15 @@ def status_text(run: dict[str, Any]) -> str:
 
 
 def job_text(run: dict[str, Any]) -> str:
-    """A Slurm run's job id and, once it runs, its node: `4242@node3`."""
+    """A Slurm run's job id and, once it runs, its node (`4242@node3`); while it is pending, Slurm's
+    reason (`4242 (Resources)`)."""
     job = run.get("slurm_job_id")
     if not job:
         return ""
-    return f"{job}@{run['node']}" if run.get("node") else str(job)
+    if run.get("node"):
+        return f"{job}@{run['node']}"
+    reason = run.get("slurm_reason") if pending(run) else None
+    return f"{job} ({reason})" if reason else str(job)
 
 
 def elapsed(run: dict[str, Any], now: datetime) -> float | None:

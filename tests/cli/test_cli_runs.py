@@ -43,7 +43,7 @@ def db(tmp_path: Path) -> Path:
         store.claim("cpu", b[0])
         store.finish(b[0], "failed", "boom")
         store.db.conn.execute("UPDATE runs SET slurm_job_id = '77', node = 'n1' WHERE id = ?", (a[1],))
-        store.db.conn.execute("UPDATE runs SET slurm_job_id = '78' WHERE id = ?", (b[1],))
+        store.db.conn.execute("UPDATE runs SET slurm_job_id = '78', slurm_reason = 'Priority' WHERE id = ?", (b[1],))
         store.db.conn.commit()
     return path
 
@@ -72,16 +72,18 @@ def test_ls_json_lists_every_run_with_its_numbers_eta_and_slurm_job(db: Path) ->
     assert [r["name"] for r in runs] == ["a/Random/s0", "a/Random/s1", "a/Random/s2", "b/Random/s0", "b/Random/s1"]
     done, running, queued, failed, pending = runs
     assert set(done) == {"id", "name", "experiment", "method", "seed", "status", "round", "rounds", "accuracy",
-                         "weight_decay", "effective_channels", "eta_seconds", "slurm_job_id", "node"}
+                         "weight_decay", "effective_channels", "eta_seconds", "slurm_job_id", "node", "slurm_reason"}
     assert done == {"id": 1, "name": "a/Random/s0", "experiment": "a", "method": "Random", "seed": 0,
                     "status": "done", "round": 1, "rounds": 2, "accuracy": 0.61, "weight_decay": 0.01,
-                    "effective_channels": 200, "eta_seconds": 0.0, "slurm_job_id": None, "node": None}
+                    "effective_channels": 200, "eta_seconds": 0.0, "slurm_job_id": None, "node": None,
+                    "slurm_reason": None}
     # 10 images/s measured; the running run has 20 of its round's 40 images (2 epochs of 20) done
     assert running["eta_seconds"] == pytest.approx((20 + 2 * 40) / 10.0)
     assert (running["slurm_job_id"], running["node"]) == ("77", "n1")
     assert queued["eta_seconds"] == pytest.approx(running["eta_seconds"] + 120 / 10.0)  # after it, on one slot
     assert failed["status"] == "failed" and failed["eta_seconds"] == 0.0
     assert pending["status"] == "queued" and pending["slurm_job_id"] == "78" and pending["node"] is None
+    assert pending["slurm_reason"] == "Priority" and running["slurm_reason"] is None
     only = json.loads(cli(db, "ls", "--json", "--experiment", "b", "--status", "queued").stdout)
     assert [r["name"] for r in only] == ["b/Random/s1"]
 
@@ -92,7 +94,7 @@ def test_ls_table_shows_pending_slurm_runs_and_their_job_and_node(db: Path) -> N
     lines = {line.split()[1]: line.split() for line in result.stdout.splitlines()[1:]}
     assert result.stdout.splitlines()[0].split()[-2:] == ["job", "node"]
     assert lines["a/Random/s1"][2] == "running" and lines["a/Random/s1"][-2:] == ["77", "n1"]
-    assert lines["b/Random/s1"][2] == "queued·pd" and lines["b/Random/s1"][-1] == "78"
+    assert lines["b/Random/s1"][2] == "queued·pd" and lines["b/Random/s1"][-3:] == ["78", "pending:", "Priority"]
     assert lines["a/Random/s1"][-4] == "10s"  # the ETA
 
 

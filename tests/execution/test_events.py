@@ -29,12 +29,12 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
     options = SlurmOptions(max_jobs=3, partition="gpu", time="2-00:00:00", gpus_per_job=2, cpus_per_job=8,
                            mem="64G", account="ml", qos="high", constraint="a100",
                            slurm_args=("exclude=node07", "mail-type=END", "reservation=maint", "setup=module load cuda",
-                                       "setup=source venv/bin/activate", "use_srun=false", "requeue"))
+                                       "setup=source venv/bin/activate", "use_srun=false", "contiguous"))
     assert options.parameters() == {
         "partition": "gpu", "time": 2880, "gpus_per_node": 2, "cpus_per_task": 8, "mem": "64G", "account": "ml",
         "qos": "high", "constraint": "a100", "stderr_to_stdout": True, "exclude": "node07", "mail_type": "END",
         "setup": ["module load cuda", "source venv/bin/activate"], "use_srun": False,
-        "additional_parameters": {"reservation": "maint", "requeue": True}}
+        "additional_parameters": {"reservation": "maint", "contiguous": True}, "signal_delay_s": 90}
     assert SlurmOptions.from_json(options.to_json()) == options
     from submitit.slurm.slurm import _make_sbatch_string  # the script submitit writes
 
@@ -45,6 +45,32 @@ def test_slurm_options_map_to_submitit_parameters_and_are_saved_whole() -> None:
     assert pass_through("exclusive=user") == ("exclusive", "user")
     with pytest.raises(SlurmError, match="use --gpus-per-job"):
         pass_through("gpus_per_node=2")
+    for arg, why in [("array=0-9", "one job per run"), ("signal=USR1@100", "its own signal"),
+                     ("--requeue", "decides itself"), ("comment=x", "--comment"), ("output=x.log", "log at")]:
+        with pytest.raises(SlurmError, match=f"--slurm-arg '{arg}': refused: .*{why}"):
+            pass_through(arg)
+
+
+def test_the_stop_signal_fits_the_time_limit_and_a_limit_too_short_for_a_round_is_refused() -> None:
+    assert SlurmOptions(time="1").parameters()["signal_delay_s"] == 10  # not submitit's 90 s of a 60 s job
+    assert SlurmOptions(time="30").parameters()["signal_delay_s"] == 90  # 30 min: submitit's default again
+    assert SlurmOptions(time="1", slurm_args=("signal_delay_s=15",)).parameters()["signal_delay_s"] == 15
+    assert "signal_delay_s" not in SlurmOptions().parameters()  # the partition's limit: submitit's default
+    with pytest.raises(SlurmError, match=r"--time 1: a job of 60 s leaves 0 s for the run after start-up .* "
+                                         r"\(50 s before the limit\), too short for a round; allowed: a limit of "
+                                         r"at least 95 s"):
+        SlurmOptions(time="1", slurm_args=("signal_delay_s=50",)).parameters()
+
+
+def test_an_experiments_slurm_table_goes_over_the_workers_options_and_a_cpu_run_asks_for_no_gpu() -> None:
+    worker = SlurmOptions(partition="gpu", time="2:00:00", gpus_per_job=2, mem="32G", slurm_args=("exclude=n1",))
+    assert worker.for_run({}, "cuda") == worker and worker.for_run({}, "auto") == worker
+    assert worker.for_run({}, "cpu").gpus_per_job == 0
+    assert worker.for_run({"gpus": 1}, "cpu").gpus_per_job == 1
+    run = worker.for_run({"partition": "cpu", "time": 30, "cpus": 4, "qos": "short", "args": ["mail-type=FAIL"]}, "cpu")
+    assert run.parameters() | {"partition": "cpu", "time": 30, "cpus_per_task": 4, "qos": "short", "mem": "32G",
+                                "exclude": "n1", "mail_type": "FAIL"} == run.parameters()
+    assert "gpus_per_node" not in run.parameters()
 
 
 # ---- the events file ------------------------------------------------------------------------------
@@ -132,3 +158,34 @@ def test_slurm_job_columns_follow_the_contract_with_the_dashboard(tmp_path: Path
         assert store.run(b)["slurm_job_id"] is None and store.run(b)["status"] == "queued"
         assert store.log_once(a, "2026-01-01T00:00:00", "info", "x") and not store.log_once(
             a, "2026-01-01T00:00:00", "info", "x")
+
+
+def test_the_reader_moves_on_only_when_told_and_reads_a_torn_line_again_until_it_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.jsonl"
+    first = b'{"type":"log","level":"info","message":"a"}\n{"type":"log","level":"info","message":"b"}\n'
+    path.write_bytes(first)
+    reader = EventsReader(path)
+    assert [e["message"] for e in reader.read()] == ["a", "b"]
+    assert [e["message"] for e in reader.read()] == ["a", "b"], "not committed: a failed ingest reads them again"
+    reader.commit()
+    assert reader.read() == []
+
+    # NFS may show a file's new length before its bytes: a line of zeros but for its end.
+    line = b'{"type":"log","level":"info","message":"c"}\n'
+    with open(path, "ab") as f:
+        f.write(b"\0" * 30 + line[30:])
+    assert reader.read() == [] and reader.read() == [], "a torn line is not skipped"
+    fd = os.open(path, os.O_WRONLY)
+    os.pwrite(fd, line, len(first))  # the bytes arrive
+    os.close(fd)
+    assert [e["message"] for e in reader.read()] == ["c"]
+    reader.commit()
+
+    with open(path, "ab") as f:  # a line that never reads whole: skipped once the job has ended...
+        f.write(b"\0not json\n")
+    assert reader.read() == []
+    assert reader.read(final=True) == [{"type": "bad", "text": "\0not json"}]
+    monkeypatch.setattr("altui.execution.events.TORN_SECONDS", 0.0)  # ... or after TORN_SECONDS
+    assert [e["type"] for e in reader.read()] == ["bad"]

@@ -7,130 +7,29 @@ a cluster: tests/execution/test_events.py.)"""
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from slurm_cluster import NODE, LocalSlurm
-from worker_helpers import SLOW, altui, kill9, new_store, ok, stop_store_worker, write_spec
+from slurm_helpers import (
+    CPU_JOBS,
+    assert_complete,
+    messages,
+    picks,
+    running_on_node,
+    start,
+    store_runs,
+    submissions,
+    wait_finished,
+    wait_for,
+)
+from worker_helpers import SLOW, altui, kill9, ok, write_spec
 
 from altui.execution.daemon import lock_holder, start_worker, worker_status
 from altui.store import Store
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-TIMEOUT = 240.0  # seconds for runs to finish: jobs start Python and torch on a loaded 2-core machine
-CPU_JOBS = ("--executor", "slurm", "--gpus-per-job", "0", "--cpus-per-job", "1", "--time", "20")
-
-
-# ---- the cluster, the store, the worker ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalSlurm]:
-    c = LocalSlurm(cpus=4).start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-@pytest.fixture
-def env(cluster: LocalSlurm) -> dict[str, str]:
-    # The head's environment is its jobs' (sbatch exports it): one thread per run, no GPU.
-    return dict(cluster.env, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-
-
-@pytest.fixture
-def db(tmp_path: Path, cluster: LocalSlurm) -> Iterator[Path]:
-    """A store in tmp_path; afterwards its worker is stopped and every job is cancelled."""
-    path = new_store(tmp_path)
-    yield path
-    stop_store_worker(path)
-    cluster.cancel_all()
-
-
-def store_runs(db: Path) -> dict[str, dict[str, Any]]:
-    with Store(db) as store:
-        return {r["name"]: r for r in store.runs()}
-
-
-def messages(db: Path, name: str) -> list[str]:
-    with Store(db) as store:
-        return [e["message"] for e in store.events(store.resolve([name])[0], limit=10_000)]
-
-
-def diagnostics(db: Path, cluster: LocalSlurm) -> str:
-    rows = "\n".join(f"  {r['id']} {n}: {r['status']} rounds {r['rounds_done']} attempt {r['attempt']} "
-                     f"job {r['slurm_job_id']} node {r['node']} error {(r['error'] or '')[-300:]!r}"
-                     for n, r in store_runs(db).items())
-    log = db.parent / "worker.log"
-    parts = [f"runs:\n{rows}", f"squeue: {cluster.jobs()}",
-             "worker.log:\n" + (log.read_text()[-3000:] if log.exists() else "(none)")]
-    for job_log in sorted(db.parent.glob("*/slurm/*_log.out"))[-3:]:
-        parts.append(f"{job_log}:\n{job_log.read_text()[-1500:]}")
-    return "\n".join(parts)
-
-
-def wait_for(db: Path, cluster: LocalSlurm, what: str, predicate: Callable[[], Any],
-             timeout: float = TIMEOUT, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{diagnostics(db, cluster)}")
-
-
-def wait_finished(db: Path, cluster: LocalSlurm, names: list[str]) -> dict[str, dict[str, Any]]:
-    def finished() -> dict[str, dict[str, Any]] | None:
-        rows = store_runs(db)
-        return rows if all(rows[n]["status"] in ("done", "failed", "cancelled") for n in names) else None
-
-    return wait_for(db, cluster, f"{names} to finish", finished)
-
-
-def start(db: Path, env: dict[str, str], *options: str) -> int:
-    out = ok(altui(db, env, "worker", "start", *options))
-    assert "worker started" in out, out
-    return worker_status(db)["pid"]
-
-
-def assert_complete(db: Path, name: str, rounds: int, epochs: int) -> dict[str, Any]:
-    """Done, every round recorded once, every epoch once, and each round's log line once."""
-    with Store(db) as store:
-        run = store.run(store.resolve([name])[0])
-        recorded = [r["round"] for r in store.rounds(run["id"])]
-        epoch_keys = [(e["round"], e["epoch"]) for e in store.epochs(run["id"])]
-        picked = Counter(p["round"] for p in store.picks(run["id"]))
-    assert run["status"] == "done", f"{name}: {run['status']}\n{run['error']}"
-    assert recorded == list(range(rounds)), f"{name} recorded rounds {recorded}"
-    assert epoch_keys == [(r, e) for r in range(rounds) for e in range(1, epochs + 1)], epoch_keys
-    assert all(picked[r] == 20 for r in range(rounds - 1)) and picked[rounds - 1] == 0, picked
-    done_lines = Counter(m for m in messages(db, name) if ": accuracy" in m)  # "round r: accuracy ..."
-    assert len(done_lines) == rounds and set(done_lines.values()) == {1}, done_lines
-    return run
-
-
-def picks(db: Path, name: str) -> list[tuple[int, int]]:
-    with Store(db) as store:
-        return [(p["round"], p["pool_index"]) for p in store.picks(store.resolve([name])[0])]
-
-
-def submissions(db: Path, run_id: int) -> list[str]:
-    """The job ids submitit submitted for a run (one sbatch script each)."""
-    return sorted(p.name.split("_")[0] for p in (db.parent / str(run_id) / "slurm").glob("*_submission.sh"))
-
-
-def running_on_node(db: Path, name: str, rounds_done: int = 0) -> Callable[[], dict[str, Any] | None]:
-    def check() -> dict[str, Any] | None:
-        run = store_runs(db)[name]
-        ok_ = run["status"] == "running" and run["node"] == NODE and run["rounds_done"] >= rounds_done
-        return run if ok_ else None
-
-    return check
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # conftest.py's env and db fixtures use the cluster
 
 
 # ---- through Slurm --------------------------------------------------------------------------------
@@ -149,10 +48,11 @@ def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], clust
     in_flight = []
 
     def all_done() -> bool:
-        jobs = [j for j in cluster.jobs() if j["name"].startswith("altui-")]
+        jobs = [j for j in cluster.jobs() if j["name"].startswith("altui:")]
         in_flight.append(len(jobs))
         for j in jobs:
             seen[j["id"]] = j["state"]
+            assert j["name"].startswith("altui:six/") and j["name"].endswith(("/s0", "/s1", "/s2")), j
         return all(r["status"] == "done" for r in store_runs(db).values())
 
     wait_for(db, cluster, "six runs done", all_done, every=0.3)
@@ -235,7 +135,7 @@ def test_a_killed_head_is_replaced_by_one_that_re_attaches_and_runs_nothing_twic
         claimed = store.claim("slurm")
     assert claimed and claimed["name"] == "c/Entropy+init/s0", claimed
     time.sleep(3)  # the jobs go on without a head, writing their events files
-    assert len([j for j in cluster.jobs() if j["name"].startswith("altui-")]) == 2
+    assert len([j for j in cluster.jobs() if j["name"].startswith("altui:")]) == 2
 
     start(db, env)  # the saved options
     rows = wait_finished(db, cluster, ["a/Entropy+init/s0", "b/Entropy+init/s0", "c/Entropy+init/s0"])
@@ -305,6 +205,9 @@ def test_bad_options_are_refused_before_the_worker_starts(db: Path, env: dict[st
         (("--slurm-arg", "nodes=two"), "nodes takes an integer"),
         (("--mem", "lots"), "--mem 'lots': allowed"),
         (("--partition", "nowhere"), "Slurm refuses jobs with these options"),
+        (("--slurm-arg", "signal=USR1@100"), "refused: altui asks Slurm for its own signal"),
+        (("--slurm-arg", "array=0-3"), "refused: altui submits one job per run"),
+        (("--slurm-arg", "requeue"), "refused: altui decides itself whether a job stopped by its time limit"),
     ]:
         result = altui(db, env, "worker", "start", *CPU_JOBS, *flags)
         assert result.returncode == 1 and says in result.stderr, (flags, result.stderr)

@@ -305,3 +305,15 @@ def test_a_run_that_keeps_crashing_fails_with_its_output(db: Path, env: dict[str
     error = rows["crash"]["error"]
     assert rows["crash"]["status"] == "failed", rows["crash"]
     assert "exit code -9; failed after 1 attempts" in error and f"starting run {run_id}" in error, error
+
+
+@pytest.mark.slow
+def test_a_foreground_worker_with_exit_when_empty_returns_once_the_queue_is_done(
+    db: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"empty": {"methods": ["Random", "Entropy+init"]}})
+    ok(altui(db, env, "queue", str(spec)))
+    out = ok(altui(db, env, "worker", "start", "--gpus", "cpu", "--slots-per-gpu", "2", "--foreground",
+                   "--exit-when-empty", timeout=300))
+    assert "the queue is done (no run queued or running): the worker stops (--exit-when-empty)" in out, out
+    assert {r["status"] for r in runs(db).values()} == {"done"} and lock_holder(db) is None

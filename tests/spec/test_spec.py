@@ -343,6 +343,10 @@ CASES: dict[str, list[Expect]] = {
         Expect(7, f"{E}.pool_subset", "pool_subset = 10 is smaller than budget = 50")],
     "ll-subset-below-budget": [
         Expect(7, f"{E}.ll_subset", "ll_subset = 10 is smaller than budget = 50")],
+    "slurm-table-bad": [
+        Expect(9, f"{E}.slurm.time", "'an hour': allowed: minutes (90)"),
+        Expect(10, f"{E}.slurm.gpus", "-1 is not allowed; allowed: an integer >= 0"),
+        Expect(11, f"{E}.slurm.args", "'signal=USR1@100': refused: altui asks Slurm for its own signal")],
 }
 
 

@@ -42,6 +42,16 @@ def test_an_unmeasured_model_makes_the_runs_behind_it_unknown(tmp_path):
     assert queue_finish(runs, SPEED, slots=1) == {2: pytest.approx(12.0)}  # cancelled runs wait for nothing
 
 
+def test_a_run_pending_in_slurm_has_no_eta_and_holds_its_place(tmp_path):
+    with queued_store(tmp_path, 3) as store:
+        store.claim("slurm", 1)
+        store.slurm_submitted(1, "42")
+        store.slurm_state(1, "42", None, "Resources")
+        runs = store.runs()
+    assert queue_finish(runs, SPEED, slots=2) == {1: None, 2: pytest.approx(12.0), 3: pytest.approx(24.0)}
+    assert queue_finish(runs, SPEED, slots=1) == {1: None, 2: None, 3: None}  # all wait for Slurm
+
+
 def test_before_any_run_trains_etas_come_from_altui_estimate_s_measurement(tmp_path):
     def cache(device: str, rate: float, at: str) -> dict:
         return {"measured_at": at, "device": device, "model": "cnn5", "input": "1x8x8", "batch": 32, "compile": 0,

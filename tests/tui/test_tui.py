@@ -525,14 +525,18 @@ def test_slurm_runs_show_pending_and_their_job_and_node(real_store: dict, dash) 
     _, _, running, queued = real_store["ids"]
     with Store(db) as store:
         store.db.conn.execute("UPDATE runs SET slurm_job_id = '4242', node = 'node3' WHERE id = ?", (running,))
-        store.db.conn.execute("UPDATE runs SET slurm_job_id = '4243' WHERE id = ?", (queued,))
+        store.db.conn.execute("UPDATE runs SET slurm_job_id = '4243', slurm_reason = 'Priority' WHERE id = ?",
+                              (queued,))
         store.db.conn.commit()
 
     async def script(pilot: Pilot) -> None:
         table = app.screen.query_one(RunsTable)
         assert cell(table, queued, "status") == "queued·pd" and cell(table, queued, "id") == f"◌ {queued}"
         assert "job" in table.columns_shown  # shown first of the extra columns once a run has a job
-        assert cell(table, running, "job") == "4242@node3" and cell(table, queued, "job") == "4243"
+        assert cell(table, running, "job") == "4242@node3" and cell(table, queued, "job") == "4243 (Priority)"
+        table.move_cursor(row=table.get_row_index(str(queued)))
+        await pilot.pause()
+        assert "job 4243 (Priority)" in str(app.screen.query_one("#context-run").render())
         table.move_cursor(row=table.get_row_index(str(running)))
         await pilot.pause()
         assert "job 4242@node3" in str(app.screen.query_one("#context-run").render())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from altui.execution.events import EventsReader, events_path, ingest
-from altui.execution.executors.slurm.jobs import JobInfo, SlurmJobs, scancel
+from altui.execution.executors.slurm.jobs import JobInfo, RunSettingsError, SlurmJobs, scancel
 from altui.execution.executors.slurm.options import SlurmError
 from altui.execution.worker import CANCEL_GRACE, ERROR_TAIL, Worker, say
 from altui.store import Store
@@ -20,6 +20,9 @@ from altui.store import Store
 SQUEUE_SECONDS = 5.0  # ask Slurm for its job states this often
 SQUEUE_SOON = 1.0  # ... or this often while the job of a run that ended (or was cancelled) is listed
 SUBMIT_PAUSE = 60.0  # after sbatch refused a job, submit nothing for this long
+# sbatch refusals that a run's own resources cause (a GPU on a cluster without): they would recur
+RECURRING_REFUSALS = ("Invalid generic resource", "Requested node configuration is not available",
+                      "Invalid partition name", "Invalid qos specification", "Invalid account")
 
 
 @dataclass
@@ -31,6 +34,9 @@ class SlurmJob:
     reader: EventsReader
     cancel_at: float | None = None  # monotonic time of our last scancel
     run_ended: bool = False  # the run ended (or was cancelled) while Slurm still lists its job
+    started: bool = False  # the job wrote its start line: its Python imported altui
+    progressed: bool = False  # the job completed a round
+    stopped: str | None = None  # why Slurm stopped the job, as its stopped line says ("time limit", "signal")
 
 
 class SlurmWorker(Worker):
@@ -67,18 +73,26 @@ class SlurmWorker(Worker):
         if time.monotonic() >= self.next_poll:
             self.poll()
         self.stop_cancelled()
-        self.fill()
+        if self.disk_full is None or self.space_is_back():  # a full disk (of the store) pauses submitting
+            self.fill()
         self.beat()
+        self.stop_if_empty(bool(self.watched))
 
     # -- events
-    def ingest(self, job: SlurmJob) -> None:
-        """Put the job's new events into the store; an end event ends the run."""
+    def ingest(self, job: SlurmJob, final: bool = False) -> None:
+        """Put the job's new events into the store; an end event ends the run. The reader's offset
+        moves only once all of it is stored: a store error (a full disk, a lock held too long) leaves
+        the lines to be read again at the next tick (`final`: the job has ended, see EventsReader)."""
         if job.job_id is None:
             return
-        got = ingest(self.store, job.run_id, job.reader.read())
+        got = ingest(self.store, job.run_id, job.reader.read(final))
         for text in got.bad or []:
             self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
+        job.progressed = job.progressed or job.job_id in (got.round_jobs or ())
+        if got.stopped and got.stopped["job"] == job.job_id:
+            job.stopped = got.stopped["reason"]
         if got.start and got.start["job"] == job.job_id:
+            job.started = True
             if self.store.slurm_state(job.run_id, job.job_id, got.start["node"]):
                 self.event(job.run_id, f"running on {got.start['node']} (Slurm job {job.job_id})")
         if got.end and got.end["job"] == job.job_id:
@@ -88,6 +102,7 @@ class SlurmWorker(Worker):
                 self.event(job.run_id, f"{got.end['status']} (Slurm job {job.job_id})")
                 job.run_ended = True
                 self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
+        job.reader.commit()
 
     # -- Slurm's view
     def poll(self) -> None:
@@ -112,13 +127,13 @@ class SlurmWorker(Worker):
                 self.next_poll = time.monotonic() + SQUEUE_SOON
             else:
                 info = listed[job.job_id]
-                if self.store.slurm_state(job.run_id, job.job_id, info.node):
+                if self.store.slurm_state(job.run_id, job.job_id, info.node, info.reason):
                     self.event(job.run_id, f"running on {info.node} (Slurm job {job.job_id})" if info.node else
                                f"pending in Slurm (job {job.job_id}, {info.state.lower()}: {info.reason})")
         watched = {job.job_id for job in self.watched.values()}
         for info in listed.values():
             if info.job_id not in watched:  # a run's second job, or a job of a run that has ended
-                run = self.store.run(self.jobs.run_of(info.name))
+                run = self.store.run(info.run_id)
                 self.scancel(run["id"] if run else None, info.job_id,
                              f"cancelled Slurm job {info.job_id}, which is not its run's current job "
                              f"(the run is {run['status'] if run else 'gone'})")
@@ -126,7 +141,7 @@ class SlurmWorker(Worker):
     def unrecorded(self, job: SlurmJob, listed: dict[str, JobInfo]) -> None:
         """A run an earlier head claimed for Slurm without recording a job: adopt its job if it
         submitted one, else queue the run again (no attempt is used up: nothing ran)."""
-        mine = [i.job_id for i in listed.values() if self.jobs.run_of(i.name) == job.run_id]
+        mine = [i.job_id for i in listed.values() if i.run_id == job.run_id]
         if mine:
             job.job_id = mine[0]
             self.store.slurm_submitted(job.run_id, job.job_id)
@@ -139,15 +154,45 @@ class SlurmWorker(Worker):
 
     def job_ended(self, job: SlurmJob) -> None:
         """Slurm no longer lists the job: read its last events, then judge. A run still queued or
-        running with this job ended before its run did: it is resubmitted, or fails."""
-        del self.watched[job.run_id]
-        self.ingest(job)
+        running with this job ended before its run did: it is resubmitted, or fails. The job stays
+        watched until this is done: a store error on the way has the next poll judge it again."""
+        self.ingest(job, final=True)
         run = self.store.run(job.run_id)
         how = self.jobs.how_ended(job.job_id)
-        if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
-            self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
+        cannot = None if job.started else self.jobs.cannot_start(job.run_id, job.job_id)
+        if run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id and cannot:
+            # the node's Python cannot import altui (or submitit): every job would end the same way
+            why = (f"its Slurm job {job.job_id} could not start the run ({how}): the node's Python cannot "
+                   f"import it: {cannot}; install altui where the compute nodes see it (docs/worker.md)")
+            self.store.finish(job.run_id, "failed", f"{why}\n{self.output_tail(job.run_id)}")
+            self.event(job.run_id, f"{why}; failed without another attempt", "error")
+        elif run["status"] in ("queued", "running") and run["slurm_job_id"] == job.job_id:
+            timeout = job.stopped == "time limit" or how.startswith("TIMEOUT")
+            if timeout or how.startswith("PREEMPTED"):
+                self.stopped_by_slurm(job, "its time limit" if timeout else "preemption", how)
+            else:
+                self.crashed(run, f"its Slurm job {job.job_id} ended before the run did ({how})")
         else:
             self.event(job.run_id, f"Slurm job {job.job_id} ended ({how})")
+        del self.watched[job.run_id]
+
+    def stopped_by_slurm(self, job: SlurmJob, by: str, how: str) -> None:
+        """A job stopped by its time limit or by preemption: the run is resubmitted to resume after its
+        last round, with no attempt used (submitit's checkpoint convention). A job that reached its
+        time limit without completing a round shows that a round does not fit in a job: the run fails
+        with that reason rather than be resubmitted for ever."""
+        if by == "its time limit" and not job.progressed:
+            # (the limit is the worker's --time or the experiment's slurm.time: scontrol show job says which)
+            why = (f"its Slurm job {job.job_id} reached its time limit before it completed a round "
+                   f"({how}): a round of this run takes longer than a job may run, so no number of jobs "
+                   "would finish it; give --time (or the experiment's slurm.time) room for one round "
+                   "plus start-up")
+            self.store.finish(job.run_id, "failed", why)
+            self.event(job.run_id, why, "error")
+            return
+        self.store.finish(job.run_id, "queued", refund=True)
+        self.event(job.run_id, f"its Slurm job {job.job_id} was stopped by {by} ({how}); resubmitted to resume "
+                               f"at round {self.store.last_round(job.run_id) + 1}, no attempt used", "warning")
 
     def output_tail(self, run_id: int) -> str:
         return self.jobs.log_tail(run_id, ERROR_TAIL)
@@ -181,9 +226,17 @@ class SlurmWorker(Worker):
 
     def submit(self, run: dict[str, Any]) -> None:
         run_id = run["id"]
+        table = self.store.experiment_spec(run_id).get("slurm") or {}
         try:
-            job_id = self.jobs.submit(run_id, json.loads(run["spec_json"]), self.store.last_round(run_id))
-        except SlurmError as e:  # a refused job (a bad option, a full queue) says so and waits
+            job_id = self.jobs.submit(run_id, run["name"], json.loads(run["spec_json"]),
+                                      self.store.last_round(run_id), table)
+        except SlurmError as e:
+            if isinstance(e, RunSettingsError) or any(m in str(e) for m in RECURRING_REFUSALS):
+                # the run's own settings: every submission would be refused the same way
+                self.store.finish(run_id, "failed", f"not submitted: {e}")
+                self.event(run_id, f"not submitted, failed: {e}", "error")
+                return
+            # a refused job (a full queue, a changed account) says so and waits
             self.store.release(run_id)
             self.submit_after = time.monotonic() + SUBMIT_PAUSE
             self.event(run_id, f"not submitted, queued again; trying again in {SUBMIT_PAUSE:.0f} s: {e}", "error")

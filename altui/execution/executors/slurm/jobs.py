@@ -6,6 +6,7 @@ reads its log; `scancel` cancels jobs.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from altui.execution.executors.slurm.job import SlurmRun
 from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, slurm
 
+# how a Python that cannot import altui (or submitit, or a dependency) says so, in a job's log
+IMPORT_ERROR = re.compile(r"^(?:ModuleNotFoundError|ImportError): .*$", re.M)
 # squeue states of a job that has not started (again) yet; any other listed state has a node
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 
@@ -22,9 +25,14 @@ def store_tag(db: Path) -> str:
     return hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:8]
 
 
+class RunSettingsError(SlurmError):
+    """A run's own Slurm settings make no job: it would fail the same way at every submission."""
+
+
 @dataclass(frozen=True)
 class JobInfo:
     job_id: str
+    run_id: int
     name: str
     state: str  # squeue's state: PENDING, RUNNING, COMPLETING, ...
     node: str | None  # None while pending
@@ -32,34 +40,45 @@ class JobInfo:
 
 
 class SlurmJobs:
-    """A store's Slurm jobs: submit (through submitit), list, explain an end, cancel."""
+    """A store's Slurm jobs: submit (through submitit), list, explain an end, cancel.
+
+    A job is named after its run (`altui:<experiment>/<method>/s<seed>`, what squeue and sacct show)
+    and carries `altui-<store tag>-<run id>` as its comment (sbatch --comment), by which the head
+    finds its store's jobs. Jobs submitted before names said the run carry that tag as their name."""
 
     def __init__(self, db: Path, options: SlurmOptions):
         self.db, self.options = Path(db).resolve(), options
         self.params = options.parameters()
         self.prefix = f"altui-{store_tag(self.db)}-"
 
-    @property
-    def device(self) -> str:
-        return "cuda" if self.options.gpus_per_job else "cpu"
-
-    def job_name(self, run_id: int) -> str:
+    def tag(self, run_id: int) -> str:
         return f"{self.prefix}{run_id}"
 
-    def run_of(self, name: str) -> int | None:
-        """The run id of one of this store's jobs, from its name; None for another job."""
-        rest = name[len(self.prefix):] if name.startswith(self.prefix) else ""
+    def run_of(self, tag: str) -> int | None:
+        """The run id of one of this store's jobs, from its tag (comment, or an older job's name);
+        None for another job."""
+        rest = tag[len(self.prefix):] if tag.startswith(self.prefix) else ""
         return int(rest) if rest.isdigit() else None
 
-    def submit(self, run_id: int, config: dict[str, Any], recorded: int) -> str:
-        """Submit the run's job; its id. SlurmError with sbatch's message when Slurm refuses it."""
+    def submit(self, run_id: int, name: str, config: dict[str, Any], recorded: int,
+               table: dict[str, Any] | None = None) -> str:
+        """Submit the run's job, with its experiment's [experiment.slurm] `table` over the worker's
+        options; its id. SlurmError with sbatch's message when Slurm refuses it, RunSettingsError
+        when the run's own settings make no job."""
         import submitit
 
+        options = self.options.for_run(table or {}, config.get("device"))
+        try:
+            params = options.parameters()
+        except SlurmError as e:
+            raise RunSettingsError(f"its [experiment.slurm] settings: {e}") from None
         run_dir = self.db.parent / str(run_id)
+        device = "cuda" if options.gpus_per_job else "cpu"
         try:
             executor = submitit.SlurmExecutor(folder=run_dir / "slurm", max_num_timeout=0)
-            executor.update_parameters(**self.params, job_name=self.job_name(run_id))
-            job = executor.submit(SlurmRun(run_id, str(run_dir), config, self.device, recorded))
+            extra = {**params.get("additional_parameters", {}), "comment": self.tag(run_id)}
+            executor.update_parameters(**{**params, "additional_parameters": extra}, job_name=job_name(name))
+            job = executor.submit(SlurmRun(run_id, str(run_dir), config, device, recorded))
         except Exception as e:  # submitit raises its own errors, with sbatch's output in them
             raise SlurmError(f"sbatch failed: {str(e).strip()[-1000:]}") from None
         return job.job_id
@@ -67,13 +86,15 @@ class SlurmJobs:
     def jobs(self) -> dict[str, JobInfo]:
         """This store's jobs that Slurm still lists (pending, running, completing), by job id.
         SlurmError when squeue cannot answer: never take that for "every job ended"."""
-        out = slurm(["squeue", "--me", "--noheader", "--array", "--format=%i|%j|%T|%N|%r"])
+        out = slurm(["squeue", "--me", "--noheader", "--array", "--format=%i|%T|%N|%r|%k|%j"])
         listed = {}
-        for line in out.splitlines():
-            job_id, name, state, node, reason = (line.split("|") + [""] * 5)[:5]
-            if self.run_of(name) is not None:
+        for line in out.splitlines():  # the name last: it is the user's text and may hold "|"
+            job_id, state, node, reason, comment, name = (line.split("|", 5) + [""] * 6)[:6]
+            run_id = self.run_of(comment.strip())
+            run_id = self.run_of(name) if run_id is None else run_id
+            if run_id is not None:
                 running = state not in PENDING and node.strip()
-                listed[job_id] = JobInfo(job_id, name, state, node.strip() if running else None, reason)
+                listed[job_id] = JobInfo(job_id, run_id, name, state, node.strip() if running else None, reason)
         return listed
 
     def how_ended(self, job_id: str) -> str:
@@ -95,6 +116,17 @@ class SlurmJobs:
         except SlurmError:
             return "no longer known to Slurm"
 
+    def cannot_start(self, run_id: int, job_id: str) -> str | None:
+        """The import error that ended a job before it started its run (its log's last one), if
+        one did: the node's Python lacks altui, submitit or a dependency, which every job would meet."""
+        path = self.db.parent / str(run_id) / "slurm" / f"{job_id}_0_log.out"
+        try:
+            text = path.read_text(errors="replace")[-20_000:]
+        except OSError:
+            return None
+        found = IMPORT_ERROR.findall(text)
+        return found[-1].strip() if found else None
+
     def log_tail(self, run_id: int, chars: int) -> str:
         """The end of the output of the run's latest job (submitit's log in its run folder)."""
         logs = sorted((self.db.parent / str(run_id) / "slurm").glob("*_log.out"), key=lambda p: p.stat().st_mtime)
@@ -103,6 +135,12 @@ class SlurmJobs:
         with open(logs[-1], "rb") as f:
             f.seek(max(0, logs[-1].stat().st_size - chars))
             return f"{logs[-1].name}:\n" + f.read().decode(errors="replace")
+
+
+def job_name(run_name: str) -> str:
+    """The Slurm job name of a run: `altui:` and the run's name (sbatch's script line takes no blank,
+    quote or newline; squeue's listing no "|")."""
+    return "altui:" + "".join(c if c.isprintable() and c not in " |'\"" else "_" for c in run_name)[:200]
 
 
 def scancel(job_ids: list[str]) -> None:

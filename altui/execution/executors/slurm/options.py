@@ -8,7 +8,6 @@ starts (`sbatch --test-only`). Options and behaviour: docs/worker.md.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import tempfile
@@ -16,13 +15,16 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from altui.spec.slurm import MEM, split_arg, time_seconds
+
 SLURM_TIMEOUT = 60.0  # seconds for one squeue/scancel/scontrol call (a busy controller is slow)
-MEM = re.compile(r"^\d+(\.\d+)?[KMGT]?B?$", re.I)
 # submitit parameters that altui's own options set (the option to use instead)
 OWN = {"partition": "--partition", "time": "--time", "gpus_per_node": "--gpus-per-job",
        "cpus_per_task": "--cpus-per-job", "mem": "--mem", "account": "--account", "qos": "--qos",
-       "constraint": "--constraint", "job_name": "(altui names its jobs)", "num_gpus": "--gpus-per-job",
+       "constraint": "--constraint", "num_gpus": "--gpus-per-job",
        "timeout_min": "--time", "mem_gb": "--mem", "gpus_per_task": "--gpus-per-job"}
+STARTUP_SECONDS = 30  # a job's start before its run works: Python, torch's import, the data set
+MIN_WORK_SECONDS = 15  # the least time a job must leave its run: a short round of a small data set
 LIST_PARAMETERS = ("setup", "teardown", "srun_args")  # repeat --slurm-arg setup=... for several lines
 
 
@@ -31,22 +33,11 @@ class SlurmError(RuntimeError):
 
 
 def slurm_minutes(text: str) -> int:
-    """Slurm's --time formats (minutes, minutes:seconds, hours:minutes:seconds, days-hours,
-    days-hours:minutes, days-hours:minutes:seconds) as whole minutes, rounded up."""
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if not m:
-        raise SlurmError(f"--time {text!r}: allowed: minutes (90), hours:minutes:seconds (1:30:00) "
-                         "or days-hours[:minutes[:seconds]] (2-00:00:00)")
-    days, a, b, c = m.groups()
-    if days is not None:  # days-hours[:minutes[:seconds]]
-        seconds = int(days) * 86400 + int(a) * 3600 + int(b or 0) * 60 + int(c or 0)
-    elif c is not None:  # hours:minutes:seconds
-        seconds = int(a) * 3600 + int(b) * 60 + int(c)
-    else:  # minutes[:seconds]
-        seconds = int(a) * 60 + int(b or 0)
-    if seconds <= 0:
-        raise SlurmError(f"--time {text!r}: must be more than 0")
-    return -(-seconds // 60)
+    """Slurm's --time formats as whole minutes, rounded up (altui/spec/slurm.py: time_seconds)."""
+    try:
+        return -(-time_seconds(text) // 60)
+    except ValueError as e:
+        raise SlurmError(f"--time {text!r}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -118,7 +109,41 @@ class SlurmOptions:
                 extra[key.replace("_", "-")] = value
         if extra:
             params["additional_parameters"] = extra
+        if params["time"] is not None:
+            params["signal_delay_s"] = self.check_time(params["time"] * 60, params.get("signal_delay_s"))
         return params
+
+    def check_time(self, limit: int, delay: int | None) -> int:
+        """The stop signal's delay before a `limit` of seconds (as given, else one sized to the limit:
+        submitit's 90 s would come before a short job got going); SlurmError when the limit leaves
+        no time for a round after start-up and the signal."""
+        delay = signal_delay(limit) if delay is None else delay
+        work = limit - delay - STARTUP_SECONDS
+        if work < MIN_WORK_SECONDS:
+            raise SlurmError(
+                f"--time {self.time}: a job of {limit} s leaves {max(work, 0)} s for the run after start-up "
+                f"(about {STARTUP_SECONDS} s: Python, torch, the data) and the stop signal ({delay} s before "
+                f"the limit), too short for a round; allowed: a limit of at least "
+                f"{delay + STARTUP_SECONDS + MIN_WORK_SECONDS} s with that signal delay")
+        return delay
+
+    def for_run(self, table: dict[str, Any], device: str | None) -> SlurmOptions:
+        """These options for one run: its experiment's [experiment.slurm] `table` over them, key by
+        key (its `args` after the worker's --slurm-arg); a run with device "cpu" asks for no GPU
+        unless its table sets `gpus`."""
+        changes: dict[str, Any] = {k: table[k] for k in ("partition", "mem", "constraint", "qos", "account")
+                                   if k in table}
+        if "time" in table:
+            changes["time"] = str(table["time"])
+        if "cpus" in table:
+            changes["cpus_per_job"] = table["cpus"]
+        if "gpus" in table:
+            changes["gpus_per_job"] = table["gpus"]
+        elif device == "cpu":
+            changes["gpus_per_job"] = 0
+        if table.get("args"):
+            changes["slurm_args"] = (*self.slurm_args, *table["args"])
+        return replace(self, **changes)
 
     def describe(self) -> str:
         parts = [f"at most {self.max_jobs} jobs",
@@ -131,6 +156,12 @@ class SlurmOptions:
         return ", ".join(parts)
 
 
+def signal_delay(limit: int) -> int:
+    """Seconds before a time limit of `limit` seconds that Slurm sends the stop signal (SIGUSR2): a
+    sixth of the limit, from 10 s (time to write the stop) to submitit's default of 90 s."""
+    return int(min(90, max(10, limit // 6)))
+
+
 def submitit_defaults() -> dict[str, Any]:
     """submitit's SlurmExecutor parameters and their defaults."""
     from submitit.slurm.slurm import _get_default_parameters
@@ -141,14 +172,12 @@ def submitit_defaults() -> dict[str, Any]:
 def pass_through(arg: str) -> tuple[str, Any]:
     """`--slurm-arg KEY=VALUE` as a submitit parameter (typed as its default) or, for a key submitit
     does not know, a raw sbatch option; a bare KEY is an sbatch flag (such as `requeue`)."""
-    key, eq, value = arg.partition("=")
-    key = key.strip().lstrip("-").replace("-", "_")
-    if not key or not re.fullmatch(r"\w+", key):
-        raise SlurmError(f"--slurm-arg {arg!r}: allowed: KEY=VALUE, such as mail-type=END or exclude=node07")
+    try:
+        key, value, eq = split_arg(arg)  # also refuses options that conflict with how altui drives jobs
+    except ValueError as e:
+        raise SlurmError(f"--slurm-arg {arg!r}: {e}") from None
     if key in OWN:
         raise SlurmError(f"--slurm-arg {arg!r}: use {OWN[key]} instead")
-    if key == "additional_parameters":
-        raise SlurmError(f"--slurm-arg {arg!r}: give each sbatch option as its own --slurm-arg KEY=VALUE")
     defaults = submitit_defaults()
     if key not in defaults:
         return key, value if eq else True
@@ -182,21 +211,39 @@ def slurm(cmd: list[str]) -> str:
     return done.stdout
 
 
-def check_slurm(db: Path, options: SlurmOptions) -> None:
+def check_slurm(db: Path, options: SlurmOptions) -> str | None:
     """Before a worker starts: the Slurm commands are here, and Slurm accepts a job with these options
-    (`sbatch --test-only`, which submits nothing). SlurmError says what is wrong."""
-    params = options.parameters()
+    (`sbatch --test-only`, which submits nothing). SlurmError says what is wrong. A cluster that
+    refuses GPU jobs but takes CPU ones is accepted, with a note (returned) that only runs with
+    device = "cpu" (which ask for no GPU) or a table with `gpus = 0` can run there."""
+    options.parameters()
     missing = [c for c in ("sbatch", "squeue", "scancel", "scontrol", "srun") if shutil.which(c) is None]
     if missing:
         raise SlurmError(f"--executor slurm: {', '.join(missing)} not found on PATH; start the worker on a "
                          "Slurm login node")
+    try:
+        test_only(options)
+    except SlurmError as e:
+        refused = SlurmError(f"Slurm refuses jobs with these options ({options.describe()}): "
+                             f"{str(e).split(': ', 1)[-1]}")
+        if not options.gpus_per_job:
+            raise refused from None
+        try:  # a cluster without GPUs (or without them in this partition): CPU runs still can run
+            test_only(replace(options, gpus_per_job=0))
+        except SlurmError:
+            raise refused from None
+        return (f"note: Slurm refuses jobs with {options.gpus_per_job} GPU(s) here ({str(e).split(': ', 1)[-1]}); "
+                "runs with device = \"cpu\" ask for none and run, others are refused at submission "
+                "(--gpus-per-job 0 runs every run on the CPU)")
+    return None
+
+
+def test_only(options: SlurmOptions) -> None:
+    """`sbatch --test-only` of the script submitit would submit with these options."""
     from submitit.slurm.slurm import _make_sbatch_string  # the script submitit submits
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "check.sh"
-        script.write_text(_make_sbatch_string(command="true", folder=tmp, job_name="altui-check", **params))
-        try:
-            slurm(["sbatch", "--test-only", str(script)])
-        except SlurmError as e:
-            raise SlurmError(f"Slurm refuses jobs with these options ({options.describe()}): "
-                             f"{str(e).split(': ', 1)[-1]}") from None
+        script.write_text(_make_sbatch_string(command="true", folder=tmp, job_name="altui-check",
+                                              **options.parameters()))
+        slurm(["sbatch", "--test-only", str(script)])

@@ -1,0 +1,62 @@
+"""Slurm's time limit on the real local cluster (slurm_cluster.py): a run whose work takes longer than
+one job's limit goes on in the next job without using an attempt, each job stopped by its limit
+shows TIMEOUT, and the run ends with the picks of a run that had the time it needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from slurm_cluster import LocalSlurm
+from slurm_helpers import assert_complete, messages, picks, start, submissions, wait_finished
+from worker_helpers import altui, ok, write_spec
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# About a minute of training over 8 rounds (round t: ~1 + 1.4 t s here), more than a 1-minute job
+# leaves after start-up and the stop signal; no round is longer than that.
+LONG = {"rounds": 8, "budget": 40, "epochs": 20, "milestones": [10]}
+
+
+def job_state(cluster: LocalSlurm, job: str) -> str:
+    out = cluster.run("scontrol", "show", "job", "--oneliner", job).stdout
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)["JobState"]
+
+
+def test_a_run_longer_than_its_jobs_time_limit_finishes_at_its_first_attempt(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"limited": LONG, "ref": LONG})
+    spec.write_text(spec.read_text() + '\n[experiment.slurm]\ntime = 20\n')  # ref: time enough for one job
+    ok(altui(db, env, "queue", str(spec)))
+    start(db, env, "--executor", "slurm", "--cpus-per-job", "1", "--time", "1", "--max-attempts", "1")
+    rows = wait_finished(db, cluster, ["limited/Entropy+init/s0", "ref/Entropy+init/s0"], timeout=480)
+
+    ref = assert_complete(db, "ref/Entropy+init/s0", 8, 20, budget=40)
+    run = assert_complete(db, "limited/Entropy+init/s0", 8, 20, budget=40)
+    assert run["attempt"] == 1 and rows["limited/Entropy+init/s0"]["status"] == "done", run
+    assert len(submissions(db, ref["id"])) == 1
+    jobs = submissions(db, run["id"])
+    assert len(jobs) >= 2, f"the work fits in one job of a minute: {jobs}"
+    log = messages(db, "limited/Entropy+init/s0")
+    for job in jobs[:-1]:
+        assert job_state(cluster, job) == "TIMEOUT"
+        assert any(m.startswith(f"its Slurm job {job} was stopped by its time limit (TIMEOUT")
+                   and "no attempt used" in m for m in log), log
+    assert any("stopped (the job's time limit is near: SIGUSR2)" in m for m in log), log
+    assert job_state(cluster, jobs[-1]) == "COMPLETED"
+    assert picks(db, "limited/Entropy+init/s0") == picks(db, "ref/Entropy+init/s0")
+
+
+def test_a_run_whose_round_cannot_fit_in_a_job_says_so_once_and_fails(
+    db: Path, env: dict[str, str], cluster: LocalSlurm, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path / "exp.toml", {"huge": {"rounds": 2, "epochs": 1500, "milestones": [1000]}})
+    ok(altui(db, env, "queue", str(spec)))  # round 0 alone: about 75 s of training
+    start(db, env, "--executor", "slurm", "--cpus-per-job", "1", "--time", "1", "--max-attempts", "5")
+    run = wait_finished(db, cluster, ["huge/Entropy+init/s0"], timeout=300)["huge/Entropy+init/s0"]
+    assert run["status"] == "failed" and run["attempt"] == 1 and run["rounds_done"] == 0, run
+    assert "before it completed a round" in run["error"] and "room for one round plus start-up" in run["error"]
+    assert submissions(db, run["id"]) == [run["slurm_job_id"]], "not resubmitted"
+    assert job_state(cluster, run["slurm_job_id"]) == "TIMEOUT"
+    said = [m for m in messages(db, "huge/Entropy+init/s0") if "before it completed a round" in m]
+    assert len(said) == 1, said
