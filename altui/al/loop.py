@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from altui.al.data import load_dataset
 from altui.al.models import LossPredictionModule, build_model
 from altui.al.probes import probe
 from altui.al.schedule import weight_decay_at
-from altui.al.sink import CorrectImages, ResumeState, RoundResult, Sink
+from altui.al.sink import CorrectImages, EpochState, ResumeState, RoundResult, Sink
 from altui.al.tensors import DeviceData
 from altui.al.train import TrainStep, evaluate, train_round
 
@@ -44,8 +45,11 @@ def cpu_state(module: nn.Module) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
-def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
-    """Run (or resume) every round of one active-learning run, reporting all through `sink`."""
+def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: EpochState | None = None,
+        on_epoch: Callable[[Callable[[], EpochState]], None] | None = None) -> None:
+    """Run (or resume) every round of one active-learning run, reporting all through `sink`.
+    `within`: the next round saved at the end of an epoch (it goes on from there); `on_epoch`: offered
+    each epoch's state (train.train_round), to save it."""
     cfg.validate()
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download, path=cfg.extra.get("path"))
@@ -98,8 +102,11 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None) -> None:
         labeled_t = torch.tensor(labeled, device=device)
         seen = len(labeled) - cfg.budget if t > 0 else 0
         gen = torch.Generator(device).manual_seed(stream_seed(cfg.seed, t, TRAIN))
+        part = within if within is not None and within.round == t else None
+        if part is not None:
+            sink.log(f"round {t}: resuming after epoch {part.epochs_done} of {cfg.epochs}")
         t0 = time.perf_counter()
-        train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module, step)
+        train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module, step, part, on_epoch)
         accuracy, test_loss, right = evaluate(model, data, cfg.eval_batch(device.type))
         train_seconds = time.perf_counter() - t0
 

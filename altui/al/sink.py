@@ -124,6 +124,29 @@ class ResumeState:
         return cls(**d)
 
 
+@dataclass
+class EpochState:
+    """A round in progress at the end of an epoch: what resumes it there, so that a round longer
+    than a Slurm job's time limit still progresses from job to job. Loadable with weights_only=True.
+    With the round's own checkpoint before it (a ResumeState), training goes on exactly as it would
+    have: the weights, the optimizer's momentum and learning rate, and the round's batch-order stream."""
+
+    round: int
+    epochs_done: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]  # torch.optim.SGD.state_dict(): momentum buffers, lr after the schedule
+    generator: Any  # torch.Generator.get_state(): where the round's batch-order stream is
+    loss_module: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "epochs_done": self.epochs_done, "model": self.model,
+                "optimizer": self.optimizer, "generator": self.generator, "loss_module": self.loss_module}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochState:
+        return cls(**d)
+
+
 class Sink(Protocol):
     def log(self, message: str, level: str = "info") -> None: ...
 

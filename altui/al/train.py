@@ -27,7 +27,7 @@ from altui.al.acquire import ranking_loss
 from altui.al.config import RunConfig
 from altui.al.distill import kd_loss
 from altui.al.schedule import param_groups
-from altui.al.sink import EpochStats, Sink
+from altui.al.sink import EpochState, EpochStats, Sink
 from altui.al.tensors import DeviceData, crop_flip
 
 
@@ -208,12 +208,16 @@ def train_round(
     seen: int = 0,
     loss_module: nn.Module | None = None,
     step: TrainStep | None = None,
+    resume: EpochState | None = None,
+    on_epoch: Callable[[Callable[[], EpochState]], None] | None = None,
 ) -> None:
     """Train `model` on the pool samples `labeled` for cfg.epochs epochs with SGD.
 
     teacher: the previous round's model (kd1/kd2). seen: how many leading entries of `labeled` the
     teacher was trained on (kd2 distils on those only). loss_module: Learning Loss's predictor.
-    step: the run's TrainStep (compiled or not); by default one from cfg.compile.
+    step: the run's TrainStep (compiled or not); by default one from cfg.compile. resume: this round
+    saved at the end of an epoch (go on from there). on_epoch: called after every epoch with a
+    function that captures the round's state there (only called when wanted: it copies the weights).
     """
     dev = labeled.device
     step = step or TrainStep(cfg.compile_on(dev.type), dev.type, sink.log)
@@ -228,7 +232,21 @@ def train_round(
     seen_fraction = torch.tensor(seen / n if kd2 else 1.0, device=dev)  # |D_{t-1}| / |D_t|
     if teacher is not None:
         teacher.eval()
-    for epoch in range(1, cfg.epochs + 1):
+    first = 1
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        if loss_module is not None and resume.loss_module is not None:
+            loss_module.load_state_dict(resume.loss_module)
+        opt.load_state_dict(resume.optimizer)  # momentum, and the lr the schedule had reached
+        sched.last_epoch = resume.epochs_done  # MultiStepLR decays at milestones counted from here
+        generator.set_state(resume.generator)
+        first = resume.epochs_done + 1
+
+    def state(epoch: int) -> EpochState:
+        return EpochState(round_, epoch, _cpu(model), opt.state_dict(), generator.get_state(),
+                          _cpu(loss_module) if loss_module is not None else None)
+
+    for epoch in range(first, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
         if loss_module is not None:
@@ -259,6 +277,12 @@ def train_round(
             round=round_, epoch=epoch, epochs=cfg.epochs, train_loss=loss_value / n,
             train_accuracy=correct_value / n, lr=lr, images_per_second=n / max(seconds, 1e-9),
         ))
+        if on_epoch is not None and epoch < cfg.epochs:  # the last epoch's state is the round's
+            on_epoch(lambda epoch=epoch: state(epoch))
+
+
+def _cpu(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 @torch.inference_mode()

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from altui.files import make_dir, open_fd
-from altui.store import EVENTS_FILE, Store, checkpoint_file, now
+from altui.store import EVENTS_FILE, Store, checkpoint_file, now, partial_file
 
 if TYPE_CHECKING:  # the head imports this module too, and stays free of torch
-    from altui.al.sink import EpochStats, ResumeState, RoundResult
+    from collections.abc import Callable
+
+    from altui.al.sink import EpochState, EpochStats, ResumeState, RoundResult
 
 TAIL_CHUNK = 65536  # bytes read backwards at a time when trimming a cut last line
 # An unreadable line is read again for this long before it is skipped: NFS clients cache a file's
@@ -69,8 +71,11 @@ def trim_cut_line(path: Path) -> None:
 class EventSink:
     """The loop's sink on a compute node: every event a line of `events.jsonl` (job `job_id`)."""
 
-    def __init__(self, run_dir: str | Path, job_id: str | None):
-        self.run_dir, self.job_id = Path(run_dir), job_id
+    def __init__(self, run_dir: str | Path, job_id: str | None, save_every: float | None = None):
+        """`save_every`: seconds between saves of a round in progress (at an epoch's end; None: never),
+        so that a round longer than the job's time limit goes on in the next job."""
+        self.run_dir, self.job_id, self.save_every = Path(run_dir), job_id, save_every
+        self.saved_at = time.monotonic()
         make_dir(self.run_dir)  # never through a planted link, as the local runner's folders
         self.path = events_path(self.run_dir)
         trim_cut_line(self.path)
@@ -121,6 +126,21 @@ class EventSink:
         self.write("round", sync=True, row=round_row(result), channels=channel_rows(result),
                    picks=pick_rows(result), gammas=gamma_rows(result))
         checkpoint_file(self.run_dir, result.round - 1).unlink(missing_ok=True)
+        partial_file(self.run_dir).unlink(missing_ok=True)
+        self.saved_at = time.monotonic()
+
+    def epoch_saved(self, capture: Callable[[], EpochState]) -> None:
+        """The loop's offer at an epoch's end (loop.run's `on_epoch`): save the round in progress
+        when `save_every` seconds have passed since the last save, then say so in a `saved` line (the
+        head counts it as the job's progress)."""
+        if self.save_every is None or time.monotonic() - self.saved_at < self.save_every:
+            return
+        from altui.execution.records import save_partial
+
+        state = capture()
+        save_partial(state, partial_file(self.run_dir))
+        self.write("saved", sync=True, round=state.round, epoch=state.epochs_done)
+        self.saved_at = time.monotonic()
 
 
 def recorded_round(run_dir: str | Path) -> int:
@@ -202,7 +222,7 @@ class Ingested:
     start: dict[str, Any] | None = None  # the last start event
     end: dict[str, Any] | None = None  # the last end event
     stopped: dict[str, Any] | None = None  # the last stopped event (Slurm stopped the job: time limit, signal)
-    round_jobs: set[str] | None = None  # the jobs whose round lines the batch holds (recorded or not)
+    round_jobs: set[str] | None = None  # the jobs whose round or saved lines the batch holds (progress)
     bad: list[str] | None = None  # lines that were not events
 
 
@@ -231,6 +251,8 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
             got.end = e
         elif kind == "stopped":
             got.stopped = e
+        elif kind == "saved":  # part of a round, kept for the next job: progress, as a round is
+            got.round_jobs = {*(got.round_jobs or ()), e.get("job")}
         else:
             got.bad = [*(got.bad or []), e.get("text", repr(e)[:200])]
     return got

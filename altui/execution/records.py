@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from altui.al.sink import ResumeState, RoundResult
+from altui.al.sink import EpochState, ResumeState, RoundResult
 from altui.files import make_dir, write_atomic
 from altui.store import to_json
 
@@ -76,3 +76,19 @@ def load_checkpoint(run_id: int, round_: int, path: Path) -> ResumeState:
         cause = " ".join(str(e).split()).split(". ")[0][:120]  # torch's messages run long
         raise RunError(f"the checkpoint {path} of run {run_id} (round {round_}) is damaged and cannot be read "
                        f"({type(e).__name__}: {cause}); {again}") from e
+
+
+def save_partial(state: EpochState, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(state.to_dict(), buffer)
+    write_atomic(path, buffer.getbuffer())
+
+
+def load_partial(path: Path, round_: int) -> EpochState | None:
+    """The saved part of round `round_`, or None: no file, another round's, or one that cannot be read
+    (the round then starts from its first epoch, as without it: the same results, later)."""
+    try:
+        state = EpochState.from_dict(torch.load(path, weights_only=True))
+    except Exception:  # missing, truncated, not ours: torch raises many kinds
+        return None
+    return state if state.round == round_ else None

@@ -35,12 +35,13 @@ from altui.execution.records import (
     channel_rows,
     gamma_rows,
     load_checkpoint,
+    load_partial,
     pick_rows,
     round_row,
     save_checkpoint,
 )
 from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full
-from altui.store import Store, StoreError, checkpoint_file
+from altui.store import Store, StoreError, checkpoint_file, partial_file
 
 if TYPE_CHECKING:
     from altui.execution.events import EventSink
@@ -272,8 +273,9 @@ def execute_to_events(sink: EventSink, run_id: int, config: dict[str, Any], devi
             cfg = replace(cfg, device=device)
         last = max(recorded, recorded_round(sink.run_dir))
         resume = None if last < 0 else load_checkpoint(run_id, last, checkpoint_file(sink.run_dir, last))
+        within = load_partial(partial_file(sink.run_dir), last + 1)  # a round that outlasted a job
         if resume is None or resume.next_round < cfg.rounds:
-            run_loop(cfg, sink, resume)
+            run_loop(cfg, sink, resume, within, sink.epoch_saved)
         sink.end("done")
         return "done"
     except (KeyboardInterrupt, Stopped) as stop:

@@ -8,6 +8,7 @@ from altui.store.connection import (
     checkpoint_file,
     now,
     parse_time,
+    partial_file,
     store_error,
     to_json,
 )
@@ -17,7 +18,7 @@ from altui.store.schema import STATUSES, migrations
 from altui.store.throughput import ThroughputMixin
 
 __all__ = ["EVENTS_FILE", "STATUSES", "Store", "StoreError", "checkpoint_file", "migrations", "now", "parse_time",
-           "store_error", "to_json"]
+           "partial_file", "store_error", "to_json"]
 
 
 class Store(RunsMixin, ResultsMixin, ThroughputMixin):

@@ -63,6 +63,11 @@ def checkpoint_file(run_dir: Path, round_: int) -> Path:
     return Path(run_dir) / f"round-{round_}.pt"
 
 
+def partial_file(run_dir: Path) -> Path:
+    """The round in progress, saved at the end of an epoch (a Slurm job whose round outlasts its limit)."""
+    return Path(run_dir) / "round-partial.pt"
+
+
 def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
     """What an SQLite error on the store at `path` means for its user, in one line."""
     path = Path(path)

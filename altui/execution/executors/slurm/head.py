@@ -35,7 +35,7 @@ class SlurmJob:
     cancel_at: float | None = None  # monotonic time of our last scancel
     run_ended: bool = False  # the run ended (or was cancelled) while Slurm still lists its job
     started: bool = False  # the job wrote its start line: its Python imported altui
-    progressed: bool = False  # the job completed a round
+    progressed: bool = False  # the job completed a round or saved part of one
     stopped: str | None = None  # why Slurm stopped the job, as its stopped line says ("time limit", "signal")
 
 
@@ -179,14 +179,14 @@ class SlurmWorker(Worker):
     def stopped_by_slurm(self, job: SlurmJob, by: str, how: str) -> None:
         """A job stopped by its time limit or by preemption: the run is resubmitted to resume after its
         last round, with no attempt used (submitit's checkpoint convention). A job that reached its
-        time limit without completing a round shows that a round does not fit in a job: the run fails
-        with that reason rather than be resubmitted for ever."""
+        time limit without completing a round or saving part of one shows that the run cannot progress
+        in a job: it fails with that reason rather than be resubmitted for ever."""
         if by == "its time limit" and not job.progressed:
             # (the limit is the worker's --time or the experiment's slurm.time: scontrol show job says which)
-            why = (f"its Slurm job {job.job_id} reached its time limit before it completed a round "
-                   f"({how}): a round of this run takes longer than a job may run, so no number of jobs "
-                   "would finish it; give --time (or the experiment's slurm.time) room for one round "
-                   "plus start-up")
+            why = (f"its Slurm job {job.job_id} reached its time limit before it completed a round or saved "
+                   f"part of one ({how}): an epoch of this run takes longer than a job may run, so no number "
+                   "of jobs would finish it; give --time (or the experiment's slurm.time) room for start-up "
+                   "and a few epochs")
             self.store.finish(job.run_id, "failed", why)
             self.event(job.run_id, why, "error")
             return

@@ -39,9 +39,11 @@ def stop(signum: int, frame: object) -> None:
 class SlurmRun:
     """What a job runs on its compute node (submitit pickles it by reference to this module)."""
 
-    def __init__(self, run_id: int, run_dir: str, config: dict[str, Any], device: str, recorded: int):
+    def __init__(self, run_id: int, run_dir: str, config: dict[str, Any], device: str, recorded: int,
+                 save_every: float | None = None):
         self.run_id, self.run_dir, self.config = run_id, run_dir, config
         self.device, self.recorded = device, recorded
+        self.save_every = save_every  # seconds between saves of a round in progress (EventSink)
 
     def __call__(self) -> str:
         # First of all, before torch is imported (seconds, on a busy node): a signal that comes
@@ -51,7 +53,7 @@ class SlurmRun:
         signal.signal(signal.SIGUSR2, stop)
         from altui.execution.events import EventSink
 
-        sink = EventSink(self.run_dir, os.environ.get("SLURM_JOB_ID"))
+        sink = EventSink(self.run_dir, os.environ.get("SLURM_JOB_ID"), getattr(self, "save_every", None))
         try:  # the start first: the head sees the job run while Python imports torch
             sink.start(os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                        int(os.environ.get("SLURM_RESTART_COUNT") or 0))

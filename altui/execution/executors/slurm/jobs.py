@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from altui.execution.executors.slurm.job import SlurmRun
-from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, slurm
+from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, save_interval, slurm
 
 # how a Python that cannot import altui (or submitit, or a dependency) says so, in a job's log
 IMPORT_ERROR = re.compile(r"^(?:ModuleNotFoundError|ImportError): .*$", re.M)
@@ -78,7 +78,8 @@ class SlurmJobs:
             executor = submitit.SlurmExecutor(folder=run_dir / "slurm", max_num_timeout=0)
             extra = {**params.get("additional_parameters", {}), "comment": self.tag(run_id)}
             executor.update_parameters(**{**params, "additional_parameters": extra}, job_name=job_name(name))
-            job = executor.submit(SlurmRun(run_id, str(run_dir), config, device, recorded))
+            job = executor.submit(SlurmRun(run_id, str(run_dir), config, device, recorded,
+                                           save_interval(params.get("time"))))
         except Exception as e:  # submitit raises its own errors, with sbatch's output in them
             raise SlurmError(f"sbatch failed: {str(e).strip()[-1000:]}") from None
         return job.job_id

@@ -162,6 +162,13 @@ def signal_delay(limit: int) -> int:
     return int(min(90, max(10, limit // 6)))
 
 
+def save_interval(minutes: int | None) -> float:
+    """Seconds between saves of a round in progress, at epoch ends: a quarter of the job's limit, so
+    that a stop at the limit loses at most about that much of a round (10 min with no --time: the
+    partition's default limit, unknown here)."""
+    return 600.0 if minutes is None else max(10.0, minutes * 60 / 4)
+
+
 def submitit_defaults() -> dict[str, Any]:
     """submitit's SlurmExecutor parameters and their defaults."""
     from submitit.slurm.slurm import _get_default_parameters
