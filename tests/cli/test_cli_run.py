@@ -103,7 +103,7 @@ def test_an_unknown_experiment_name_lists_the_file_s_experiments(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_run_keeps_its_rounds_and_a_second_run_resumes(tmp_path):
     spec = tmp_path / "tiny.toml"
-    spec.write_text(TINY.format(epochs=6))
+    spec.write_text(TINY.format(epochs=20))  # rounds long enough that Ctrl-C lands before the last ends
     db = tmp_path / "altui.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*ALTUI, "--db", str(db), "run", str(spec), "tiny"], cwd=tmp_path, env=env,
@@ -186,7 +186,7 @@ def test_a_cancel_from_another_shell_stops_a_nohup_foreground_run(tmp_path):
 @pytest.mark.slow
 def test_a_hangup_sends_a_foreground_run_back_to_the_queue_and_a_rerun_finishes_it(tmp_path):
     """Closing the tmux window (or the SSH session) that runs `altui run` sends SIGHUP."""
-    proc, spec, db = start_run(tmp_path, epochs=4, rounds=3, nohup=False)
+    proc, spec, db = start_run(tmp_path, epochs=16, rounds=3, nohup=False)
 
     proc.send_signal(signal.SIGHUP)
     out, _ = proc.communicate(timeout=60)
@@ -228,7 +228,7 @@ def test_a_foreground_run_that_died_without_a_word_is_resumed_by_the_next_altui_
 
 @pytest.mark.slow
 def test_a_run_whose_checkpoint_is_gone_fails_with_exit_1_until_retried_from_scratch(tmp_path):
-    proc, spec, db = start_run(tmp_path, epochs=4, rounds=3, nohup=False)
+    proc, spec, db = start_run(tmp_path, epochs=16, rounds=3, nohup=False)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: cancelled, its recorded rounds kept
     proc.communicate(timeout=60)
     shutil.rmtree(tmp_path / "1")  # the user cleans up its folder, checkpoint and all
@@ -251,7 +251,7 @@ def test_a_run_whose_checkpoint_is_gone_fails_with_exit_1_until_retried_from_scr
     assert again.exit_code == 0, again.output
     with Store(db) as store:
         assert [r["round"] for r in store.rounds(1)] == [0, 1, 2] and store.run(1)["status"] == "done"
-        assert len(store.epochs(1)) == 3 * 4
+        assert len(store.epochs(1)) == 3 * 16
 
 
 def test_ls_prints_names_as_text_never_as_markup_or_escape_sequences(tmp_path):
