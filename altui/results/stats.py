@@ -76,21 +76,21 @@ class Evidence:
     def _seeds_only(self) -> Evidence:
         return Evidence(self.mean, self.seeds, self.seed_sd, None, 0.0)
 
-    @property
-    def p_greater(self) -> float:
-        """One-sided p of "mean > 0"."""
+    def _one_sided(self, sign: int) -> float:
+        """p of "mean > 0" (sign 1) or "mean < 0" (sign -1): with test images, the larger of the
+        combined test's and the seeds' own."""
         if self.seeds < MIN_SEEDS:
             return 1.0
-        p = float(sp.t.sf(self.t, self.df))
-        return max(p, self._seeds_only().p_greater) if self.images else p
+        p = float(sp.t.sf(sign * self.t, self.df))
+        return max(p, self._seeds_only()._one_sided(sign)) if self.images else p
+
+    @property
+    def p_greater(self) -> float:
+        return self._one_sided(1)
 
     @property
     def p_less(self) -> float:
-        """One-sided p of "mean < 0"."""
-        if self.seeds < MIN_SEEDS:
-            return 1.0
-        p = float(sp.t.cdf(self.t, self.df))
-        return max(p, self._seeds_only().p_less) if self.images else p
+        return self._one_sided(-1)
 
     def interval(self, level: float = 1 - ALPHA) -> tuple[float, float]:
         if self.seeds < MIN_SEEDS:

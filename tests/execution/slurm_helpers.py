@@ -43,6 +43,11 @@ def diagnostics(db: Path, cluster: LocalSlurm) -> str:
     return "\n".join(parts)
 
 
+def job_state(cluster: LocalSlurm, job: str) -> str:
+    out = cluster.run("scontrol", "show", "job", "--oneliner", job).stdout
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)["JobState"]
+
+
 def wait_for(db: Path, cluster: LocalSlurm, what: str, predicate: Callable[[], Any],
              timeout: float = TIMEOUT, every: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_helpers import runner_pids
+from worker_helpers import fill_disk, runner_pids
 
 from altui.store import Store
 
@@ -131,13 +131,7 @@ def test_a_full_tmpfs_pauses_the_worker_and_its_run_finishes_once_space_is_back(
         wait_for("round 0 to be recorded", lambda: the_run(db)["rounds_done"] >= 1, db)
 
         filler = disk / "filler"
-        with open(filler, "wb", buffering=0) as f:  # every byte of the disk: not even a log line fits
-            for chunk in (1 << 16, 1 << 12, 1):
-                try:
-                    while f.write(b"\0" * chunk):
-                        pass
-                except OSError:
-                    pass
+        fill_disk(filler)  # every byte of the disk: not even a log line fits
         wait_for("the run's process to stop", lambda: not runner_pids(db) and the_run(db)["rounds_done"] < 5, db)
         assert worker_pid(db) == pid and Path(f"/proc/{pid}").exists(), "the worker died"
         os.truncate(filler, filler.stat().st_size - 512 * 1024)  # room for a log line, not for a checkpoint

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import LocalSlurm
 from slurm_helpers import CPU_JOBS, assert_complete, messages, picks, running_on_node, start, wait_finished, wait_for
-from worker_helpers import SLOW, altui, ok, stop_store_worker, write_spec
+from worker_helpers import SLOW, altui, fill_disk, ok, stop_store_worker, write_spec
 
 from altui.execution import events
 from altui.execution.executors.slurm.head import SlurmWorker
@@ -81,13 +81,7 @@ def test_a_full_disk_under_the_store_during_ingest_loses_no_round(
         start(db, env, *CPU_JOBS)
         wait_for(db, cluster, "round 1 of a", running_on_node(db, NAMES[0], 1), every=0.1)
         filler = db.parent / "filler"
-        with open(filler, "wb", buffering=0) as f:  # every byte of the disk: not even a log line fits
-            for chunk in (1 << 16, 1 << 12, 1):
-                try:
-                    while f.write(b"\0" * chunk):
-                        pass
-                except OSError:
-                    pass
+        fill_disk(filler)  # every byte of the disk: not even a log line fits
         time.sleep(25)  # the jobs report rounds (and end) meanwhile
         filler.unlink()
         wait_finished(db, cluster, NAMES)

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 from slurm_cluster import NODE, LocalSlurm
-from slurm_helpers import CPU_JOBS, messages, start, submissions, wait_finished, wait_for
+from slurm_helpers import CPU_JOBS, job_state, messages, start, submissions, wait_finished, wait_for
 from worker_helpers import ALTUI, altui, ok, write_spec
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-def job_state(cluster: LocalSlurm, job: str) -> str:
-    out = cluster.run("scontrol", "show", "job", "--oneliner", job).stdout
-    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)["JobState"]
 
 
 def test_jobs_are_named_after_their_runs_and_a_pending_reason_shows_in_ls_and_logs(

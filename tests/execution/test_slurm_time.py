@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 from slurm_cluster import LocalSlurm
-from slurm_helpers import assert_complete, messages, picks, start, submissions, wait_finished
+from slurm_helpers import assert_complete, job_state, messages, picks, start, submissions, wait_finished
 from worker_helpers import altui, ok, write_spec
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # About a minute of training over 8 rounds (round t: ~1 + 1.4 t s here), more than a 1-minute job
 # leaves after start-up and the stop signal; no round is longer than that.
 LONG = {"rounds": 8, "budget": 40, "epochs": 20, "milestones": [10]}
-
-
-def job_state(cluster: LocalSlurm, job: str) -> str:
-    out = cluster.run("scontrol", "show", "job", "--oneliner", job).stdout
-    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)["JobState"]
 
 
 def test_a_run_longer_than_its_jobs_time_limit_finishes_at_its_first_attempt(

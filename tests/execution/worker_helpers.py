@@ -88,3 +88,14 @@ def stop_store_worker(db: Path) -> None:
         stop_worker(db, timeout=40)
     except WorkerError:
         kill9(lock_holder(db) or 0)
+
+
+def fill_disk(filler: Path) -> None:
+    """Write `filler` until its disk holds not one byte more (not even a log line fits)."""
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 1 << 12, 1):
+            try:
+                while f.write(b"\0" * chunk):
+                    pass
+            except OSError:
+                pass
