@@ -461,11 +461,19 @@ def claim_for_pair(rows: Iterable[dict[str, Any]], method_a: str, method_b: str,
 
     `rows`: the experiment's, as `Store.result_rows` yields them (with `paper_layer` and
     `paper_layer_effective` where the caller read the paper's layer, for claim 4's family). `sweep`: the
-    sweep point; None when the
-    rows hold a single one (else the pair is ambiguous and None is returned). `metric`: accuracy (claims
-    1, 2, 3 and 5; claim 5 only when one of the two is the candidate it shows) or effective_channels
-    (claim 4). None when no claim compares the two.
+    sweep point; None when the rows hold a single one (else the pair is ambiguous and None is
+    returned). `metric`: accuracy (claims 1, 2, 3 and 5; claim 5 only when one of the two is the
+    candidate it shows) or effective_channels (claim 4). None when no claim compares the two.
     """
+    claims = pair_claims(rows, sweep)
+    return None if claims is None else claims.get((frozenset((method_a, method_b)), metric))
+
+
+def pair_claims(rows: Iterable[dict[str, Any]], sweep: dict[str, Any] | None = None,
+                ) -> dict[tuple[frozenset[str], str], ClaimRow] | None:
+    """Every two-method claim at one sweep point, keyed by ({method, baseline}, metric): the claims
+    are evaluated once for any number of compared pairs. None when `sweep` is None and the rows hold
+    several sweep points."""
     rows = list(rows)
     layer_rows = [{**r, "layer": r["paper_layer"], "effective": r["paper_layer_effective"]} for r in rows
                   if r.get("paper_layer_effective") is not None]
@@ -474,6 +482,8 @@ def claim_for_pair(rows: Iterable[dict[str, Any]], method_a: str, method_b: str,
         if len(points) != 1:
             return None
         sweep = json.loads(next(iter(points)))
-    pair_ = {method_a, method_b}
-    return next((c for c in evaluate(rows, layer_rows) if {c.method, c.baseline} == pair_ and c.metric == metric
-                 and c.sweep == sweep), None)
+    claims: dict[tuple[frozenset[str], str], ClaimRow] = {}
+    for c in evaluate(rows, layer_rows):
+        if c.sweep == sweep and c.baseline:
+            claims.setdefault((frozenset((c.method, c.baseline)), c.metric), c)
+    return claims

@@ -14,7 +14,7 @@ from typing import Any
 import plotext
 
 from altui.results.gamma import Panel, RunGamma
-from altui.results.plotting import _PLOTEXT, load_matplotlib
+from altui.results.plotting import _PLOTEXT, load_matplotlib, span_ticks
 
 LINE = "red"  # the paper's mean/10 line
 
@@ -63,6 +63,7 @@ def render_text(columns: Sequence[RunGamma], width: int = 100, row_height: int =
         raise ValueError("no run to draw")
     rows = _rows(columns)
     slot = width // len(columns)
+    scale = shared_scale(columns)
     header = "".join(_column_title(c, columns)[:slot - 1].center(slot) for c in columns).rstrip()
     with _PLOTEXT:
         _reset()
@@ -73,7 +74,7 @@ def render_text(columns: Sequence[RunGamma], width: int = 100, row_height: int =
             for i in range(rows):
                 plotext.subplot(i + 1, j + 1)
                 if i < len(column.panels):
-                    _text_panel(column.panels[i], color)
+                    _text_panel(column.panels[i], color, scale, (slot - 8, row_height - 4))
                 else:  # a run with fewer recorded rounds: no empty frame
                     plotext.theme("clear")
                     plotext.frame(False)
@@ -96,7 +97,16 @@ def _reset() -> None:
     plotext.clear_figure()
 
 
-def _text_panel(p: Panel, color: bool) -> None:
+def shared_scale(columns: Sequence[RunGamma]) -> tuple[float, int]:
+    """The largest |gamma| and the tallest bin over every panel: one x and one y scale for the whole
+    figure, as in the paper's Figure 5, so that rounds and runs compare at a glance."""
+    panels = [p for c in columns for p in c.panels]
+    top = max((p.edges[-1] for p in panels), default=1.0)
+    tallest = max((n for p in panels for n in p.counts), default=0)
+    return top, max(tallest, 1)
+
+
+def _text_panel(p: Panel, color: bool, scale: tuple[float, int], room: tuple[int, int]) -> None:
     if color:  # the terminal's own background and text colour
         plotext.canvas_color("default")
         plotext.axes_color("default")
@@ -108,13 +118,14 @@ def _text_panel(p: Panel, color: bool) -> None:
     for low, high, n in zip(p.edges[:-1], p.edges[1:], p.counts, strict=True):
         if n:
             plotext.plot([low, high], [n, n], fillx=True, marker="█")
-    top, tallest = p.edges[-1], max(p.counts, default=0) or 1
+    top, tallest = scale
+    columns, rows = room  # of the panel's data area
     if math.isfinite(p.threshold):  # drawn after the bins, so that it stays on top of them
         plotext.plot([p.threshold] * 2, [0, tallest], marker="│", color=LINE)
     plotext.xlim(0, top)
     plotext.ylim(0, tallest)
-    ticks = [top * k / 4 for k in range(5)]
-    plotext.xticks(ticks, [f"{t:.2g}" for t in ticks])
+    plotext.xticks(*span_ticks(0.0, top, columns))
+    plotext.yticks(*span_ticks(0.0, tallest, rows, integer=True, per_tick=3))
     plotext.title(_panel_title(p))
     plotext.xlabel(_count_text(p))
 
@@ -132,7 +143,8 @@ def build_figure(columns: Sequence[RunGamma]) -> Any:
 
     rows = _rows(columns)
     fig = figure_class(figsize=(3.4 * len(columns), 2.5 * rows + 0.5), layout="constrained")
-    axes = fig.subplots(rows, len(columns), squeeze=False)
+    axes = fig.subplots(rows, len(columns), squeeze=False, sharex=True, sharey=True)
+    top, tallest = shared_scale(columns)
     letter = 0
     for j, column in enumerate(columns):
         axes[0][j].annotate(_column_title(column, columns), (0.5, 1.0), xytext=(0, 22), xycoords="axes fraction",
@@ -148,9 +160,9 @@ def build_figure(columns: Sequence[RunGamma]) -> Any:
                 ax.axvline(p.threshold, color=LINE, linewidth=1.5)
             # the count sits in headroom above the tallest bin
             ax.text(0.95, 0.95, str(p.below), transform=ax.transAxes, ha="right", va="top", fontsize=16)
-            ax.set_ylim(0, 1.3 * max(max(p.counts, default=0), 1))
+            ax.set_ylim(0, 1.3 * tallest)
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlim(0, 1.04 * p.edges[-1])
+            ax.set_xlim(0, 1.04 * top)
             tag = f"({chr(ord('a') + letter)}) " if letter < 26 else ""
             ax.set_title(tag + _panel_title(p), fontsize=9)
             ax.tick_params(labelsize=8)
@@ -159,7 +171,8 @@ def build_figure(columns: Sequence[RunGamma]) -> Any:
             if j == 0:
                 ax.set_ylabel("channels")
             letter += 1
-    fig.suptitle("\n".join(caption_lines(columns, max(40, 55 * len(columns)))), fontsize=10)
+    # about 40 characters of 10-point text fit a 3.4-inch column
+    fig.suptitle("\n".join(caption_lines(columns, 40 * len(columns))), fontsize=10)
     return fig
 
 

@@ -7,6 +7,7 @@ matplotlib is an optional extra (`pip install 'altui[report]'`); plotext is alwa
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Iterable, Iterator
@@ -234,6 +235,45 @@ def legend_entries(series: dict[str, Any]) -> list[LegendEntry]:
     return entries
 
 
+def hidden_curves(series: dict[str, Any], chart: str) -> dict[str, str]:
+    """label -> the later curve drawn over it, for each curve none of whose markers shows in the drawn
+    `chart` text (different points that fall in the same cells at this size); curves with identical
+    points are left to `identical_to`'s note. Markers repeat after len(MARKERS) curves: those are not
+    judged."""
+    same = identical_to(series)
+    labels = list(series)
+    markers = [MARKERS[i % len(MARKERS)] for i in range(len(labels))]
+    hidden: dict[str, str] = {}
+    for i, label in enumerate(labels):
+        xs, ys = list(series[label][0]), list(series[label][1])
+        if (not ys or label in same.values() or label in same or markers.count(markers[i]) > 1
+                or markers[i] in chart):
+            continue
+        later = [other for other in labels[i + 1:] if other not in same]
+        if later:
+            hidden[label] = min(later, key=lambda other: _distance(xs, ys, series[other]))
+    return hidden
+
+
+def _distance(xs: list, ys: list[float], other: Any) -> float:
+    """How far apart two curves are where they share x values (infinite where they share none)."""
+    at = dict(zip(other[0], other[1], strict=True))
+    gaps = [abs(y - at[x]) for x, y in zip(xs, ys, strict=True) if x in at]
+    return max(gaps) if gaps else math.inf
+
+
+def under_note(other: str) -> str:
+    """The legend's note for a curve hidden under a later one: "under #3" for a run, "under WS" else."""
+    return "under " + (other.split()[0] if other.startswith("#") else other)
+
+
+def note_hidden(entries: list[LegendEntry], hidden: dict[str, str]) -> list[LegendEntry]:
+    """The entries with a note on each hidden curve, naming the curve over it (short: its marker)."""
+    marker = {e.label: e.marker for e in entries}
+    return [e._replace(note=under_note(hidden[e.label]), short_note=f"under {marker[hidden[e.label]]}")
+            if e.label in hidden else e for e in entries]
+
+
 # ---- terminal --------------------------------------------------------------------------------
 
 _PLOTEXT = threading.Lock()  # plotext's module functions draw on one global figure: one chart at a time
@@ -275,30 +315,55 @@ def draw_chart(plt: Any, series: dict[str, Any], width: int, height: int, *, kin
     for i, x in enumerate((vlines or {}).values()):
         plt.vline(x, COLORS[(len(series) + i) % len(COLORS)] if color else None)
     xs = [x for s in series.values() for x in s[0]] + list((vlines or {}).values())
-    ticks = point_ticks(xs, width - max(map(len, axis.labels), default=1) - 3)
+    room = width - max(map(len, axis.labels), default=1) - 3
+    ticks = point_ticks(xs, room)
+    if kind == "bar" and ticks and not all(float(x).is_integer() for x in xs):
+        # bins of a histogram: their centres are no values to read; nice ticks over the bins' span
+        bins = sorted(set(xs))
+        half = min((b - a for a, b in itertools.pairwise(bins)), default=1.0) / 2
+        plt.xlim(min(xs) - half, max(xs) + half)
+        ticks = span_ticks(min(xs) - half, max(xs) + half, room)
     if ticks:
         plt.xticks(*ticks)
+
+
+def span_ticks(low: float, high: float, width: int, *, integer: bool = False,
+               per_tick: int | None = None) -> tuple[list[float], list[str]]:
+    """Nice ticks (1, 2, 2.5, 5 times a power of ten) within [low, high], as many as fit `width`
+    columns with their labels apart (or `per_tick` rows or columns each): the ticks of a continuous
+    axis such as a histogram's. `integer`: whole numbers only (counts)."""
+    for step in nice_numbers((high - low) / 12 if high > low else 1.0):
+        if integer and not (step >= 1 and _multiple(step, 1)):
+            continue
+        places = decimals(step)
+        first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+        ticks = [round(k * step, places) for k in range(first, last + 1)]
+        labels = [f"{t:.{places}f}" for t in ticks]
+        each = per_tick or max(map(len, labels), default=1) + 2
+        if len(ticks) * each <= max(width, 1) or len(ticks) <= 2:
+            return ticks, labels
+    raise AssertionError("unreachable: nice_numbers grows without bound")
 
 
 def render_text(series: dict[str, Series], title: str = "", xlabel: str = "", ylabel: str = "",
                 width: int = 80, height: int = 20, color: bool = True) -> str:
     """A chart of the series' means as text: the title, the chart, then the legend (each curve's
-    marker, identical curves noted) and the axes' names below it, outside the data. With
+    marker, identical and hidden curves noted) and the axes' names below it, outside the data. With
     color=False, plain characters only (for files, pipes and Markdown code blocks)."""
     entries = legend_entries(series)
-    legend = [f"{e.marker} {e.text}" for e in entries]
-    if color:
-        legend = [plotext.colorize(line, e.color) for line, e in zip(legend, entries, strict=True)]
     axes = f"x: {xlabel}   y: {ylabel}" if xlabel or ylabel else ""
-    chart_height = max(6, height - 1 - len(legend) - bool(axes))
+    chart_height = max(6, height - 1 - len(entries) - bool(axes))
     with _PLOTEXT:
         draw_chart(plotext, series, width, chart_height, color=color, bands=False)
         chart = plotext.build()
         plotext.clf()
-    if not color:
-        chart = plotext.uncolorize(chart)
+    plain = plotext.uncolorize(chart)
+    entries = note_hidden(entries, hidden_curves(series, plain))
+    legend = [f"{e.marker} {e.text}" for e in entries]
+    if color:
+        legend = [plotext.colorize(line, e.color) for line, e in zip(legend, entries, strict=True)]
     lines = [title.center(width).rstrip()] if title else []
-    lines += [line.rstrip() for line in chart.splitlines()] + legend + ([axes] if axes else [])
+    lines += [line.rstrip() for line in (chart if color else plain).splitlines()] + legend + ([axes] if axes else [])
     return "\n".join(lines)
 
 

@@ -7,12 +7,13 @@ bootstrap interval.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
 
-from altui.results.claims import ACCURACY, CHANNELS, claim_for_pair, format_p
-from altui.results.claims_table import format_difference, format_rounds, format_seeds
+from altui.results.claims import ACCURACY, CHANNELS, ClaimRow, format_p, pair_claims
+from altui.results.claims_table import format_difference, format_rounds
 from altui.results.plotting import Series, experiment_series, run_series
 
 # plot name -> altui.results.plotting metric
@@ -59,24 +60,46 @@ def gamma_histogram(abs_gamma_json: str, bins: int = 20) -> tuple[list[float], l
     return centers, counts, (sum(values) / len(values) / 10 if values else 0.0)
 
 
-def pair_claim(runs: Rows, curves: dict[int, Rows], shown: Rows) -> str | None:
-    """The compare footer: when the overlaid runs are two methods of one experiment (at one sweep
-    point), the claim of the paper that those two test, over every seed of the experiment's runs;
-    None when the plots do not compare two methods."""
+MAX_COMPARED = 4  # methods: 6 pairs at most, one line each
+
+
+def compare_lines(runs: Rows, curves: dict[int, Rows], shown: Rows) -> list[str] | None:
+    """The compare footer: when the overlaid runs are 2 to MAX_COMPARED methods of one experiment (at
+    one sweep point), the paper's claim about each pair of them, over every seed of the experiment's
+    runs, verdict first; the pairs no claim compares on one last line. None when the plots do not
+    compare methods."""
     experiments, methods = {r["experiment"] for r in shown}, sorted({r["method"] for r in shown})
     points = {json.dumps(json.loads(r.get("sweep_json") or "{}"), sort_keys=True) for r in shown}
-    if len(experiments) != 1 or len(methods) != 2 or len(points) != 1:
+    if len(experiments) != 1 or len(points) != 1 or len(methods) < 2:
         return None
+    if len(methods) > MAX_COMPARED:
+        return [f"{len(methods)} methods overlaid: compare at most {MAX_COMPARED} (mark or filter fewer)"]
     experiment, sweep = experiments.pop(), json.loads(points.pop())
     rows = [row for run in runs if run["experiment"] == experiment
             for row in result_rows(run, curves.get(run["id"], []))]
-    claim = (claim_for_pair(rows, *methods, sweep=sweep)
-             or claim_for_pair(rows, *methods, sweep=sweep, metric=CHANNELS))
-    if claim is None:
-        return f"{methods[0]} vs {methods[1]}: no claim of the paper compares these two"
+    claims = pair_claims(rows, sweep) or {}
+    lines, none = [], []
+    for a, b in itertools.combinations(methods, 2):
+        pair = frozenset((a, b))
+        claim = claims.get((pair, ACCURACY)) or claims.get((pair, CHANNELS))
+        if claim is None:
+            none.append(f"{a} vs {b}")
+        else:
+            lines.append(claim_line(claim))
+    if none:
+        lines.append("no claim of the paper: " + ", ".join(none))
+    return lines
+
+
+def claim_line(claim: ClaimRow) -> str:
+    """One claim on one line, most important first, so that a narrow screen cuts only the detail: the
+    verdict with its p and seeds, the difference, which claim, then its interval and rounds."""
+    evidence = [] if claim.p_value is None else [f"p {format_p(claim.p_value)}"]
+    evidence.append(f"{len(claim.seeds)} seed{'' if len(claim.seeds) == 1 else 's'}")
+    if claim.dropped_seeds:
+        evidence.append(f"{len(claim.dropped_seeds)} dropped")
+    if claim.verdict == "inconclusive" and claim.seeds_needed is not None:
+        evidence.append(f"~{claim.seeds_needed} would decide")
     unit = "accuracy" if claim.metric == ACCURACY else "effective channels"
-    decide = "" if claim.verdict != "inconclusive" or claim.seeds_needed is None else (
-        f", ~{claim.seeds_needed} seeds would decide")
-    return (f"claim {claim.claim}, {claim.section}: {claim.method} − {claim.baseline} {unit} "
-            f"{format_difference(claim)}, round {format_rounds(claim)}, {format_seeds(claim)} seeds, "
-            f"p {format_p(claim.p_value)}: {claim.verdict}{decide}")
+    return (f"{claim.verdict} ({', '.join(evidence)}) · {claim.method} − {claim.baseline} {unit} "
+            f"{format_difference(claim)} · claim {claim.claim}, {claim.section}, round {format_rounds(claim)}")

@@ -4,6 +4,7 @@ and the count of channels below it, the same count as the `channels` row."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -245,3 +246,44 @@ device = "cpu"
     text = cli(db, "plot", "r18/WS/s0", "--metric", "gamma").stdout
     assert "batch norm 'stages.0.0.conv1.1' (resnet18's paper layer)" in text
     assert "round 0, 8 labels" in text and "round 1, 16 labels" in text and "/64 below" in text
+
+
+def test_one_runs_figure_5_keeps_its_title_whole_and_its_panels_on_one_scale(digits_db: Path, tmp_path: Path) -> None:
+    png = tmp_path / "one.png"
+    assert cli(digits_db, "plot", "tiny/WS+init/s0", "--metric", "gamma", "--out", str(png)).exit_code == 0
+    with Store(digits_db) as store:
+        (column,) = [gamma.run_gamma(store, i) for i in gamma.target_runs(store, ["tiny/WS+init/s0"])]
+    fig = figure5.build_figure([column])
+    fig.canvas.draw()
+    title = fig._suptitle.get_window_extent()
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1  # the caption is not clipped
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3
+    # the paper's Figure 5 compares rounds on shared axes: one |γ| range and one count range
+    assert len({ax.get_xlim() for ax in axes}) == 1 and len({ax.get_ylim() for ax in axes}) == 1
+    top = max(p.edges[-1] for p in column.panels)
+    assert axes[0].get_xlim()[1] >= top
+
+
+def test_figure_5_in_the_terminal_has_nice_ticks_on_one_scale() -> None:
+    """Two rounds whose largest |γ| differ (0.88 and 0.41): both panels draw 0 .. 0.88 with nice ticks."""
+    def panel(round_: int, values: list[float]) -> gamma.Panel:
+        return gamma.panel(round_, json.dumps(values), n_labeled=20 * (round_ + 1))
+
+    rng = np.random.default_rng(0)
+    column = gamma.RunGamma(1, "r", "WS", 0, 0.02, "cnn5", "blocks.0.0.1", (
+        panel(0, [0.88, *rng.uniform(0.02, 0.88, 31).round(4)]),
+        panel(1, [0.41, *rng.uniform(0.0, 0.41, 31).round(4)])))
+    text = figure5.render_text([column], width=80, row_height=14, color=False)
+    axis_lines = [line for line in text.splitlines() if line.strip() and set(line.strip()) <= set("0123456789. ")
+                  and "." in line]
+    assert len(axis_lines) == 2, text
+    for line in axis_lines:  # x tick labels: 1, 2, 2.5 or 5 times a power of ten, evenly spaced, alike
+        values = [float(v) for v in line.split()]
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+        assert len(steps) == 1, line
+        (step,) = steps
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), line
+        assert values[-1] <= 0.88 < values[-1] + step  # the axis ends at the largest |γ| of any round
+    assert axis_lines[0] == axis_lines[1]

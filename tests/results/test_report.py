@@ -393,3 +393,18 @@ def test_export_streams_from_the_cursor(big_db: Path) -> None:
     result = cli(big_db, "export", "-t", "rounds", "-f", "json")
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 200 * 20
     assert len(cli(big_db, "export", "-t", "rounds").stdout.splitlines()) == 200 * 20 + 1
+
+
+def test_a_curve_hidden_under_a_later_one_is_flagged_in_the_legend() -> None:
+    """Two runs 0.1 pp apart share every cell of a small chart: the first one's marker shows nowhere,
+    and the legend says which curve it lies under; a curve apart from the others is not flagged."""
+    series = {"#2 Entropy+init s0": plotting.Series([0, 1, 2, 3], [70.0, 80.0, 85.0, 88.0]),
+              "#3 Entropy s0": plotting.Series([0, 1, 2, 3], [70.1, 80.1, 85.05, 88.02]),
+              "#4 WS s0": plotting.Series([0, 1, 2, 3], [60.0, 70.0, 75.0, 78.0])}
+    text = plotting.render_text(series, width=60, height=16, color=False)
+    chart, legend = text.splitlines()[:-3], text.splitlines()[-3:]
+    assert not any("•" in line for line in chart)
+    assert legend == ["• #2 Entropy+init s0 under #3", "x #3 Entropy s0", "+ #4 WS s0"]
+    apart = dict(series, **{"#3 Entropy s0": plotting.Series([0, 1, 2, 3], [73.0, 83.0, 88.0, 91.0])})
+    text = plotting.render_text(apart, width=60, height=16, color=False)
+    assert "• #2 Entropy+init s0" in text.splitlines() and "under" not in text

@@ -631,34 +631,73 @@ def test_run_view_switches_between_all_layers_and_the_paper_s_figure_5_layer(rea
     drive(app, script)
 
 
-def test_two_methods_overlaid_show_the_paper_s_claim_about_them(tmp_path: Path) -> None:
+def paired_store(tmp_path: Path, methods: dict[str, float], seeds: int = 3) -> Path:
+    """A finished experiment "pair": each method's accuracy is 0.5 + 0.1 per round + 0.01 per seed +
+    its bonus, so that every seed agrees on the differences."""
     db = tmp_path / "altui.db"
-    with Store(db) as store:  # WS+init beats Entropy+init by 2 points on every seed: claim 1 holds
-        specs = [run_spec(f"pair/{m}/s{seed}", m, seed, TINY) for m in ("Entropy+init", "WS+init") for seed in range(3)]
+    with Store(db) as store:
+        specs = [run_spec(f"pair/{m}/s{seed}", m, seed, TINY) for m in methods for seed in range(seeds)]
         ids = store.enqueue("pair", "experiments.toml", TINY, specs)
         for run_id, spec in zip(ids, specs, strict=True):
             store.claim("cpu", run_id)
-            bonus = 0.02 if spec["method"] == "WS+init" else 0.0
             for t in range(2):
-                acc = 0.5 + 0.1 * t + 0.01 * spec["seed"] + bonus
+                acc = 0.5 + 0.1 * t + 0.01 * spec["seed"] + methods[spec["method"]]
                 store.add_round(run_id, {
                     "round": t, "n_labeled": 20 + 20 * t, "accuracy": acc, "test_loss": 1 - acc, "weight_decay": 0.01,
                     "lr": 0.01, "effective_channels": 224, "total_channels": 224, "conv_l2": 1.0,
                     "train_seconds": 1.0, "acquire_seconds": 0.1, "pick_mean_score": 0.5, "pick_class_counts": "[1]",
                     "gamma_bins": "[0, 1]", "gamma_counts": "[224]"}, [], [])
             store.finish(run_id, "done")
+    return db
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_overlaid_methods_show_the_paper_s_claims_verdict_first(tmp_path: Path, size: tuple[int, int]) -> None:
+    # WS+init beats Entropy+init by 2 points and WS by 1 on every seed: claims 1 and 3 hold
+    db = paired_store(tmp_path, {"Entropy+init": 0.0, "WS+init": 0.02, "WS": 0.01})
     app = create_app(db, tmp_path / "experiments.toml", poll_seconds=0.1, start_worker_on_queue=False)
 
     async def script(pilot: Pilot) -> None:
         line = app.screen.query_one("#claim-line")
         assert not line.display  # one run plotted: nothing compared
-        await pilot.press("m")  # the experiment's method means: its two methods overlaid
+        await pilot.press("m")  # the experiment's method means: its three methods overlaid
         await pilot.pause()
-        text = str(line.render())
-        assert line.display and text.startswith("claim 1, §4.2–4.4: WS+init − Entropy+init accuracy +2.00 pp")
-        assert text.endswith("round 1 (40 labels), 3 seeds, p <0.001: supported")
+        lines = str(line.render()).split("\n")
+        assert lines == [
+            "supported (p <0.001, 3 seeds) · WS+init − Entropy+init accuracy +2.00 pp [+2.00, +2.00] · "
+            "claim 1, §4.2–4.4, round 1 (40 labels)",
+            "supported (p <0.001, 3 seeds) · WS+init − WS accuracy +1.00 pp [+1.00, +1.00] · "
+            "claim 3, §5.1, round 1 (40 labels)",
+            "no claim of the paper: Entropy+init vs WS"]
+        # on screen a line each; a narrow screen cuts the detail at the end, never the verdict
+        rows = [strip.text.rstrip() for strip in line.render_lines(line.region.reset_offset)]
+        assert len(rows) == line.region.height == 3
+        for row, whole in zip(rows, lines, strict=True):
+            shown = row.strip().rstrip("…")
+            assert whole.startswith(shown) and len(row) <= size[0]
+            verdict = whole.split(" · ")[0]
+            assert shown.startswith(verdict)  # the verdict and its evidence, whole
+        if size[0] == 80:
+            assert any(row.endswith("…") for row in rows)  # the detail was cut, not the verdict
 
-    drive(app, script)
+    drive(app, script, size=size)
+
+
+def test_compared_runs_whose_curves_share_every_cell_are_flagged(tmp_path: Path) -> None:
+    """Two runs 0.1 points apart draw into the same cells at 80x24: the legend says which one lies under
+    which, instead of showing a marker that is nowhere on the plot."""
+    db = paired_store(tmp_path, {"Entropy+init": 0.0, "WS+init": 0.001}, seeds=1)
+    app = create_app(db, tmp_path / "experiments.toml", poll_seconds=0.1, start_worker_on_queue=False)
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("o", "down", "o")  # plot both runs
+        plot = app.screen.query_one("#plot-accuracy", PlotWidget)
+        await wait_for(pilot, lambda: len(plot.series) == 2 and plot.hidden)
+        first, second = plot.series
+        assert plot.hidden == {first: second}
+        assert f"{first} under {second.split()[0]}" in plot.legend
+
+    drive(app, script, size=(80, 24))
 
 
 def test_a_plot_notes_identical_curves_and_draws_vertical_lines(dash) -> None:

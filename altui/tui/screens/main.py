@@ -16,7 +16,7 @@ from altui.spec import SpecError
 from altui.tui.backend import Snapshot
 from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, duration, run_target
 from altui.tui.messages import MarksChanged
-from altui.tui.series import METRICS, means_series, pair_claim, runs_series
+from altui.tui.series import METRICS, compare_lines, means_series, runs_series
 from altui.tui.widgets.experiments import ExperimentsPane, ExperimentsTable
 from altui.tui.widgets.plot import PlotWidget
 from altui.tui.widgets.runs_table import RunsTable
@@ -64,7 +64,7 @@ class MainScreen(Screen):
         super().__init__()
         self.means = False  # False: the plotted (or highlighted) runs; True: one experiment's method means
         self.plot_index = 0
-        self._claim: tuple[tuple, str | None] = ((), None)  # (what it was computed from, the line)
+        self._claim: tuple[tuple, list[str] | None] = ((), None)  # (what they were computed from, the lines)
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
@@ -79,7 +79,7 @@ class MainScreen(Screen):
         with Horizontal(id="plots"):
             for i, name in enumerate(METRICS):
                 yield PlotWidget(TITLES[name], id=f"plot-{name}", classes="-current" if i == 0 else "")
-        yield Static(id="claim-line")  # two methods overlaid: the paper's claim about them (altui.results.claims)
+        yield Static(id="claim-line")  # methods overlaid: the paper's claims about them (altui.results.claims)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -152,9 +152,9 @@ class MainScreen(Screen):
         mine = [r for r in snapshot.runs if r["experiment"] in experiments]
         key = (tuple(r["id"] for r in shown), tuple((r["id"], r["rounds_done"]) for r in mine))
         if key != self._claim[0]:
-            self._claim = (key, pair_claim(mine, snapshot.curves, shown) if len(experiments) == 1 else None)
+            self._claim = (key, compare_lines(mine, snapshot.curves, shown) if len(experiments) == 1 else None)
         line = self.query_one("#claim-line", Static)
-        line.update(self._claim[1] or "")
+        line.update("\n".join(self._claim[1] or []))
         line.display = self._claim[1] is not None
 
     def compared_experiment(self) -> str | None:

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from altui.results.plotting import COLORS, LegendEntry, draw_chart, legend_entries
+from altui.results.plotting import COLORS, LegendEntry, draw_chart, hidden_curves, legend_entries, note_hidden
 
 Kind = Literal["line", "bar"]
 RIGHT_LEGEND_WIDTH = 60  # from this width on, the legend is a column right of the data; else lines below
@@ -39,6 +39,7 @@ class PlotWidget(PlotextPlot):
         self.bands: dict[str, tuple[list[float], list[float], list[float]]] = {}  # label -> (x, low, high)
         self.vlines: dict[str, float] = {}  # label -> x of a vertical line
         self._key: tuple | None = None
+        self.hidden: dict[str, str] = {}  # label -> the curve drawn over it, as last drawn
 
     def set_data(self, series: Mapping[str, Sequence], title: str | None = None, empty: str = "no data yet",
                  vlines: Mapping[str, float] | None = None) -> None:
@@ -64,8 +65,9 @@ class PlotWidget(PlotextPlot):
 
     @property
     def legend(self) -> list[str]:
-        """The legend's lines as text: each curve (identical ones noted "= #2") and vertical line."""
-        return [e.text for e in self._entries()]
+        """The legend's lines as text: each curve (identical ones noted "= #2", hidden ones "under #3",
+        as last drawn) and vertical line."""
+        return [e.text for e in note_hidden(self._entries(), self.hidden)]
 
     def _entries(self) -> list[LegendEntry]:
         curves = legend_entries(self.series) if len(self.series) > 1 or self.vlines else []
@@ -88,9 +90,13 @@ class PlotWidget(PlotextPlot):
         # right of the data on wide plots, or where lines below would leave too few rows of data
         right = bool(entries) and (width >= RIGHT_LEGEND_WIDTH or rows - len(below) - 2 < MIN_ROWS)
         legend_width = min(max(len(e.text) for e in entries) + 4, width // 3) if right else 0
-        legend = [_entry(e, legend_width - 2) for e in entries]
         below = [] if right else below[: max(0, rows - 2 - MIN_ROWS)]
         chart = self._chart(width - legend_width, rows - len(below))
+        # a curve whose every point lies under a later one's markers at this size is noted as such
+        self.hidden = hidden_curves(self.series, chart.plain) if len(self.series) > 1 else {}
+        entries = note_hidden(entries, self.hidden)
+        legend = [_entry(e, legend_width - 2) for e in entries]
+        below = _pack([_entry(e, width) for e in entries], width)[: len(below)]
         lines = chart.split("\n", allow_blank=True)[: rows - len(below)]
         if right:
             for i, line in enumerate(lines):
