@@ -29,7 +29,7 @@ from altui.cli.app import (
 )
 from altui.spec import MAX_RUNS, SpecError
 from altui.store import STATUSES, Store, parse_time
-from altui.tui.format import CANCELLABLE, RETRYABLE, duration, pending, status_text
+from altui.tui.format import CANCELLABLE, RETRYABLE, duration, failure_reason, pending, status_text
 
 
 @app.command()
@@ -212,8 +212,9 @@ def fmt(value: object, spec: str = "") -> str:
     return "" if value is None else format(value, spec)
 
 
+REASON_WIDTH_LS = 60  # a failure's reason in `altui ls`' table
 LS_FIELDS = ("id", "name", "experiment", "method", "seed", "status", "round", "rounds", "accuracy", "weight_decay",
-             "effective_channels", "eta_seconds", "slurm_job_id", "node", "slurm_reason")
+             "effective_channels", "eta_seconds", "slurm_job_id", "node", "slurm_reason", "reason")
 
 
 def ls_row(run: dict, eta: float | None) -> dict:
@@ -223,7 +224,8 @@ def ls_row(run: dict, eta: float | None) -> dict:
             "accuracy": run["accuracy"], "weight_decay": run["weight_decay"],
             "effective_channels": run["effective_channels"],
             "eta_seconds": None if eta is None else round(eta, 1), "slurm_job_id": run.get("slurm_job_id"),
-            "node": run.get("node"), "slurm_reason": run.get("slurm_reason") if pending(run) else None}
+            "node": run.get("node"), "slurm_reason": run.get("slurm_reason") if pending(run) else None,
+            "reason": failure_reason(run) or None}
 
 
 @app.command("ls")
@@ -260,16 +262,20 @@ def list_runs(
         tell(out_json)
         return
     slurm = any(r.get("slurm_job_id") for r in rows)
+    failed = any(r["status"] == "failed" for r in rows)
     table = Table(box=None, header_style="bold")
     columns = ["id", "name", "status", "round", "labeled", "accuracy", "lambda_t", "eff.ch", "ETA", "attempt"]
     for col in columns + (["job", "node"] if slurm else []):
         table.add_column(col)
+    if failed:  # why, in a line; `altui logs ID` has the whole error
+        table.add_column("reason", style="red", overflow="fold")
     for r in rows:
         table.add_row(
             str(r["id"]), printable(r["name"]), status_text(r), f"{r['rounds_done']}/{r['rounds_total']}",
             fmt(r["n_labeled"]), fmt(r["accuracy"], ".4f"), fmt(r["weight_decay"], ".3g"),
             fmt(r["effective_channels"]), duration(eta.get(r["id"])), str(r["attempt"]),
             *([r.get("slurm_job_id") or "", node_text(r)] if slurm else []),
+            *([failure_reason(r, REASON_WIDTH_LS)] if failed else []),
         )
     wide.print(table if rows else printable(f"no runs in {db_path(ctx)}"))
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from altui.cli.app import EXPERIMENTS_FILE, app, db_path, fail, open_store, out, queue_experiment, read_spec
+from altui.tui.format import failure_reason
 
 
 @app.command("ui")
@@ -26,6 +27,7 @@ def demo(
     ctx: typer.Context,
     file: Annotated[Path, typer.Option(help="The experiments file.")] = EXPERIMENTS_FILE,
     experiment: Annotated[str, typer.Option(help="The experiment to queue.")] = "digits-demo",
+    retry: Annotated[bool, typer.Option("--retry", help="Queue the demo's failed runs again.")] = False,
 ) -> None:
     """Queue the offline digits demo, start a worker if none runs, and open the dashboard."""
     from altui.execution.daemon import WorkerError, start_worker, worker_status
@@ -34,8 +36,15 @@ def demo(
     spec = read_spec(file)
     with open_store(ctx, create=True) as store:
         ids, existing = queue_experiment(store, spec, experiment)
+        failed = [r for r in store.runs(experiment=experiment) if r["status"] == "failed"]
+        retried = store.retry([r["id"] for r in failed]) if retry else []
     out.print(f"{experiment}: queued {len(ids)} new run(s), {existing} already in {db_path(ctx)}",
               highlight=False)
+    if retried:
+        out.print(f"{experiment}: {len(retried)} failed run(s) queued again; they resume after their last round",
+                  highlight=False)
+    elif failed:
+        out.print(failed_text(failed), highlight=False)
     status = worker_status(db_path(ctx))
     if status is None:
         try:
@@ -48,3 +57,10 @@ def demo(
         out.print(f"a worker is already running (pid {status['pid']})", highlight=False)
     out.print("opening the dashboard; quitting it (q) leaves the runs going", highlight=False)
     run_ui(db_path(ctx), file)
+
+
+def failed_text(failed: list[dict]) -> str:
+    """What a demo that failed before says: how many, why the last one failed, and what to do."""
+    last = failed[-1]
+    return (f"{len(failed)} of them failed (#{last['id']}: {failure_reason(last)}); `altui demo --retry` queues "
+            f"them again, `altui logs {last['id']}` shows the whole error")

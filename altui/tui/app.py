@@ -21,6 +21,7 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from altui.tui.backend import Backend, Clock, Snapshot, utc_now
+from altui.tui.format import failure_reason
 from altui.tui.messages import ActionDone, SnapshotReady
 from altui.tui.screens.confirm import ConfirmScreen
 from altui.tui.screens.main import MainScreen
@@ -74,6 +75,8 @@ class AltuiApp(App[None]):
         self.post_message(SnapshotReady(self.backend.snapshot()))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if self.snapshot is not None:
+            self.notify_failures(self.snapshot, message.snapshot)
         self.snapshot = message.snapshot
         self.error = None
         for screen in self.screen_stack:
@@ -83,6 +86,16 @@ class AltuiApp(App[None]):
                 except NoMatches:  # a poll that ends while the app closes finds its widgets gone
                     if self.is_running and not self._exit:
                         raise
+
+    def notify_failures(self, before: Snapshot, after: Snapshot) -> None:
+        """A notification for each run that failed since the last poll, with why (three at most)."""
+        was = {r["id"]: r["status"] for r in before.runs}
+        failed = [r for r in after.runs if r["status"] == "failed" and was.get(r["id"], "failed") != "failed"]
+        for run in failed[:3]:
+            self.notify(f"#{run['id']} {run['name']}: {failure_reason(run)}\nR retries every failed run",
+                        title="a run failed", severity="error", timeout=30)
+        if len(failed) > 3:
+            self.notify(f"and {len(failed) - 3} more runs failed (/failed shows them)", severity="error", timeout=30)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

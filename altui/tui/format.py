@@ -119,7 +119,23 @@ def run_cells(run: dict[str, Any], now: datetime, eta: float | None = None) -> d
         "epochs": epoch_bar(run.get("epoch"), run.get("epochs_total")) if run["status"] == "running" else "",
         "job": job_text(run),
         "attempt": str(run.get("attempt") or 0),
+        "reason": failure_reason(run),
     }
+
+
+REASON_WIDTH = 200
+
+
+def failure_reason(run: dict[str, Any], width: int = REASON_WIDTH) -> str:
+    """Why a failed run failed, in one line: the last line of its error (a traceback's exception);
+    "" for a run that did not fail or left no error."""
+    if run.get("status") != "failed":
+        return ""
+    lines = [line for line in (run.get("error") or "").splitlines() if line.strip()]
+    if not lines:
+        return "no reason recorded (altui logs ID)"
+    line = "".join(ch if ch.isprintable() else " " for ch in " ".join(lines[-1].split()))
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def run_target(run: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from altui.tui.format import SYMBOLS, status_key, status_text
+from altui.tui.format import SYMBOLS, epoch_bar, failure_reason, status_key, status_text
 
 Run = dict[str, Any]
 
@@ -40,6 +40,7 @@ COLUMNS = {c.key: c for c in (
     Column("elapsed", "elapsed", lambda r, _: r.get("started_at")),
     Column("job", "job@node", lambda r, _: r.get("slurm_job_id")),
     Column("attempt", "attempt", lambda r, _: r.get("attempt")),
+    Column("reason", "reason", lambda r, _: failure_reason(r) or None),
 )}
 ORDER = list(COLUMNS)  # left to right
 # Always shown (at 80 columns too), dropped from the end only when even these do not fit.
@@ -47,6 +48,11 @@ BASE = ("id", "experiment", "method", "seed", "round", "accuracy", "lambda", "ch
 # Added as the width allows, in this order (a Slurm run's job and node first, when there is one).
 EXTRAS = ("status", "epochs", "labeled", "elapsed", "attempt")
 EXPERIMENT_WIDTH = 13  # the experiment's short form before spare width widens it
+REASON_WIDTH = 40  # a failure's reason in the table; the context line has it whole
+# Each column's width for the values it will hold (a leading space included), reserved from the start,
+# so that the columns a width shows stay the same while a run's first values arrive.
+RESERVED = {"round": 5, "accuracy": 7, "lambda": 6, "channels": 8, "eta": 6, "labeled": 5, "elapsed": 7,
+            "status": 8, "epochs": 1 + len(epoch_bar(30, 100))}
 HIDDEN_WHEN_HIDING = ("done", "cancelled")
 
 
@@ -95,8 +101,12 @@ def visible(runs: list[Run], view: View, eta: dict[int, float | None]) -> list[R
 
 
 def extras(runs: list[Run]) -> tuple[str, ...]:
-    """The optional columns in priority order: a Slurm run's job first, when any run has one."""
-    return (("job",) if any(r.get("slurm_job_id") for r in runs) else ()) + EXTRAS
+    """The optional columns in priority order: a Slurm run's job first, when any run has one, then
+    why runs failed, when any did; the epochs only while a run is running or queued to run."""
+    first = (("job",) if any(r.get("slurm_job_id") for r in runs) else ()) + (
+        ("reason",) if any(r["status"] == "failed" for r in runs) else ())
+    working = any(r["status"] in ("running", "queued") for r in runs)
+    return first + tuple(k for k in EXTRAS if k != "epochs" or working)
 
 
 def choose_columns(widths: dict[str, int], total: int, extra: tuple[str, ...]) -> tuple[list[str], int]:

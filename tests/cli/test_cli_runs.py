@@ -41,7 +41,8 @@ def db(tmp_path: Path) -> Path:
         store.add_epoch(a[1], dict(round=0, epoch=1, train_loss=1.0, train_accuracy=0.5, lr=0.1,
                                    images_per_second=10.0))
         store.claim("cpu", b[0])
-        store.finish(b[0], "failed", "boom")
+        store.finish(b[0], "failed", "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                                     "ImportError: libcudnn.so.9: cannot open shared object file\n")
         store.db.conn.execute("UPDATE runs SET slurm_job_id = '77', node = 'n1' WHERE id = ?", (a[1],))
         store.db.conn.execute("UPDATE runs SET slurm_job_id = '78', slurm_reason = 'Priority' WHERE id = ?", (b[1],))
         store.db.conn.commit()
@@ -72,27 +73,38 @@ def test_ls_json_lists_every_run_with_its_numbers_eta_and_slurm_job(db: Path) ->
     assert [r["name"] for r in runs] == ["a/Random/s0", "a/Random/s1", "a/Random/s2", "b/Random/s0", "b/Random/s1"]
     done, running, queued, failed, pending = runs
     assert set(done) == {"id", "name", "experiment", "method", "seed", "status", "round", "rounds", "accuracy",
-                         "weight_decay", "effective_channels", "eta_seconds", "slurm_job_id", "node", "slurm_reason"}
+                         "weight_decay", "effective_channels", "eta_seconds", "slurm_job_id", "node", "slurm_reason",
+                         "reason"}
     assert done == {"id": 1, "name": "a/Random/s0", "experiment": "a", "method": "Random", "seed": 0,
                     "status": "done", "round": 1, "rounds": 2, "accuracy": 0.61, "weight_decay": 0.01,
                     "effective_channels": 200, "eta_seconds": 0.0, "slurm_job_id": None, "node": None,
-                    "slurm_reason": None}
+                    "slurm_reason": None, "reason": None}
     # 10 images/s measured; the running run has 20 of its round's 40 images (2 epochs of 20) done
     assert running["eta_seconds"] == pytest.approx((20 + 2 * 40) / 10.0)
     assert (running["slurm_job_id"], running["node"]) == ("77", "n1")
     assert queued["eta_seconds"] == pytest.approx(running["eta_seconds"] + 120 / 10.0)  # after it, on one slot
     assert failed["status"] == "failed" and failed["eta_seconds"] == 0.0
+    assert failed["reason"] == "ImportError: libcudnn.so.9: cannot open shared object file"
     assert pending["status"] == "queued" and pending["slurm_job_id"] == "78" and pending["node"] is None
     assert pending["slurm_reason"] == "Priority" and running["slurm_reason"] is None
     only = json.loads(cli(db, "ls", "--json", "--experiment", "b", "--status", "queued").stdout)
     assert [r["name"] for r in only] == ["b/Random/s1"]
 
 
+def test_ls_says_why_a_run_failed(db: Path) -> None:
+    table = cli(db, "ls").stdout
+    header = table.splitlines()[0]
+    assert header.split()[-1] == "reason"
+    (row,) = [line for line in table.splitlines() if "b/Random/s0" in line]
+    assert "failed" in row and "ImportError: libcudnn.so.9: cannot open shared" in row
+    assert "reason" not in cli(db, "ls", "--experiment", "a").stdout.splitlines()[0]  # no failure listed
+
+
 def test_ls_table_shows_pending_slurm_runs_and_their_job_and_node(db: Path) -> None:
     result = cli(db, "ls")
     assert result.exit_code == 0
     lines = {line.split()[1]: line.split() for line in result.stdout.splitlines()[1:]}
-    assert result.stdout.splitlines()[0].split()[-2:] == ["job", "node"]
+    assert result.stdout.splitlines()[0].split()[-3:] == ["job", "node", "reason"]  # b/Random/s0 failed
     assert lines["a/Random/s1"][2] == "running" and lines["a/Random/s1"][-2:] == ["77", "n1"]
     assert lines["b/Random/s1"][2] == "queued·pd" and lines["b/Random/s1"][-3:] == ["78", "pending:", "Priority"]
     assert lines["a/Random/s1"][-4] == "10s"  # the ETA

@@ -857,3 +857,76 @@ def test_method_means_carry_the_bootstrap_band_over_seeds(fixed_app: AltuiApp) -
         assert acc.series["Entropy+init"] == ([50.0], pytest.approx([57.0]))
 
     drive(fixed_app, script, size=(80, 24))
+
+
+# ---- failures in sight ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", **SIZES)
+def test_a_failed_run_says_why_on_the_main_screen_and_R_retries_it(fixed_app: AltuiApp, size: tuple[int, int]) -> None:
+    """#4 failed (out of memory): with the cursor on it, the context line gives the reason whole at
+    80x24; the status line counts the failure with the key that retries it; R asks, then queues it."""
+    app = fixed_app
+
+    async def script(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        status = app.screen.query_one("#status")
+        assert "1✗ R:retry" in str(status.render()) and str(status.render()).rstrip().endswith("10:30:00")
+        await pilot.press("down", "down", "down")
+        assert app.screen.runs_table.highlighted_id == 4
+        context = str(app.screen.query_one("#context-run").render())
+        assert "#4 digits-demo/Entropy+init/s0 · failed: RuntimeError: out of memory" in context
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        asked = " ".join(str(w.render()) for w in app.screen.query("Static"))
+        assert "Retry every failed run?" in asked and "#4 digits-demo/Entropy+init/s0" in asked
+        await pilot.press("y")
+        await wait_for(pilot, lambda: next(r for r in app.snapshot.runs if r["id"] == 4)["status"] == "queued")
+        assert "R:retry" not in str(status.render())
+
+    drive(app, script, size=size)
+
+
+def test_a_run_that_fails_while_the_dashboard_is_open_is_notified_with_its_reason(dash) -> None:
+    app, db, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        running = next(r["id"] for r in app.snapshot.runs if r["status"] == "running")
+        with Store(db) as store:
+            store.finish(running, "failed", "Traceback (most recent call last):\nValueError: loss is nan at epoch 3")
+        await wait_for(pilot, lambda: "loss is nan" in last_notice(app))
+        assert last_notice(app).startswith(f"#{running} tiny/Entropy/s0: ValueError: loss is nan at epoch 3")
+        assert "R retries" in last_notice(app)
+
+    drive(app, script)
+
+
+def test_demo_says_its_runs_failed_and_retries_them_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A demo whose runs all failed (say, a broken torch install): `altui demo` again says so with the
+    reason and the command; `altui demo --retry` queues them again."""
+    import altui.execution.daemon as daemon
+    import altui.tui.app as tui_app
+
+    monkeypatch.chdir(tmp_path)
+    Path("experiments.toml").write_text((Path(__file__).resolve().parents[2] / "experiments.toml").read_text())
+    monkeypatch.setattr(tui_app, "run_ui", lambda db, file: None)  # no terminal here
+    monkeypatch.setattr(daemon, "worker_status", lambda db: {"pid": 4242})  # as if a worker ran
+    first = CliRunner().invoke(cli_app, ["demo"])
+    assert first.exit_code == 0, first.output
+    with Store(Path("runs/altui.db")) as store:
+        ids = [r["id"] for r in store.runs()]
+        for run_id in ids:
+            store.claim("cpu", run_id)
+            store.finish(run_id, "failed", "Traceback (most recent call last):\nImportError: libtorch_cuda.so: "
+                         "cannot open shared object file")
+    again = CliRunner().invoke(cli_app, ["demo"])
+    assert again.exit_code == 0, again.output
+    assert "digits-demo: queued 0 new run(s), 4 already in runs/altui.db" in again.stdout
+    assert (f"4 of them failed (#{ids[-1]}: ImportError: libtorch_cuda.so: cannot open shared object file); "
+            f"`altui demo --retry` queues them again, `altui logs {ids[-1]}` shows the whole error") in " ".join(
+                again.stdout.split())  # wrapped at the terminal's width
+    retried = CliRunner().invoke(cli_app, ["demo", "--retry"])
+    assert retried.exit_code == 0 and "4 failed run(s) queued again" in retried.stdout
+    with Store(Path("runs/altui.db")) as store:
+        assert {r["status"] for r in store.runs()} == {"queued"}

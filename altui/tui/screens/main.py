@@ -48,6 +48,8 @@ class MainScreen(Screen):
                 "pane: the experiment's queued and running runs (asks first)"),
         Binding("r", "retry", "retry", tooltip="retry the marked runs, else the cursor's; in the experiments "
                 "pane: the experiment's failed and cancelled runs (asks first)"),
+        Binding("R", "retry_failed", "retry failed", show=False,
+                tooltip="retry every failed run (of the experiment shown, if one is), asks first"),
         Binding("slash", "filter", "filter", tooltip="show the runs with these words in experiment, method or status"),
         Binding("h", "hide_finished", "hide done", show=False, tooltip="hide or show done and cancelled runs"),
         Binding("m", "means", "means", tooltip="plots: one experiment's method means over seeds <-> runs"),
@@ -103,7 +105,7 @@ class MainScreen(Screen):
     # ---- data in -----------------------------------------------------------------------------
 
     def apply(self, snapshot: Snapshot) -> None:
-        self.query_one(StatusLine).show(snapshot, str(self.app.backend.db), self.app.error)
+        self.query_one(StatusLine).show(snapshot, str(self.app.backend.db), self.app.error, path=True)
         self.pane.show(snapshot)
         self.runs_table.show_runs(snapshot.runs, snapshot.taken_at, snapshot.eta)
         self.update_context()
@@ -245,15 +247,25 @@ class MainScreen(Screen):
     def action_retry(self) -> None:
         self._change("retry", RETRYABLE)
 
-    def _change(self, verb: str, allowed: tuple[str, ...]) -> None:
-        """Ask before cancelling or retrying, naming each run it applies to: the experiment's runs
-        in the pane; else the marked runs (said so), else the cursor's."""
+    def action_retry_failed(self) -> None:
+        self._change("retry", ("failed",), every_failed=True)
+
+    def _change(self, verb: str, allowed: tuple[str, ...], every_failed: bool = False) -> None:
+        """Ask before cancelling or retrying, naming each run it applies to: every failed run (of the
+        table's experiment, if it shows one); the experiment's runs in the pane; else the marked runs
+        (said so), else the cursor's."""
         snapshot = self.snapshot
         if snapshot is None:
             return
         table, pane = self.runs_table, self.pane.table
         by_id = {r["id"]: r for r in snapshot.runs}
-        if pane.has_focus:
+        if every_failed:
+            experiment = table.view.experiment
+            chosen = [r for r in snapshot.runs if r["status"] == "failed"
+                      and (experiment is None or r["experiment"] == experiment)]
+            what = f"every failed run{' of ' + experiment if experiment else ''}"
+            marked = False
+        elif pane.has_focus:
             experiment = pane.highlighted_name
             chosen = [r for r in snapshot.runs if experiment is None or r["experiment"] == experiment]
             chosen = [r for r in chosen if r["status"] in allowed]

@@ -19,7 +19,18 @@ from textual.widgets import DataTable
 from altui.results.plotting import COLORS
 from altui.tui.format import STATUS_STYLE, SYMBOLS, run_cells, short_names, status_key
 from altui.tui.messages import MarksChanged
-from altui.tui.runs_view import COLUMNS, EXPERIMENT_WIDTH, ORDER, Run, View, choose_columns, extras, visible
+from altui.tui.runs_view import (
+    COLUMNS,
+    EXPERIMENT_WIDTH,
+    ORDER,
+    REASON_WIDTH,
+    RESERVED,
+    Run,
+    View,
+    choose_columns,
+    extras,
+    visible,
+)
 
 METHOD_WIDTH = 14
 
@@ -107,8 +118,10 @@ class RunsTable(DataTable):
     def _fit(self, cells: dict[int, dict[str, str]]) -> tuple[list[str], dict[str, int]]:
         """The columns that fit the table's width, and their widths (a leading space each). Widths
         come from every run, not only those shown, so that filtering does not move columns."""
-        widths = {key: 1 + max([len(self._header(key)) - 1, *(len(c[key]) for c in cells.values())])
+        widths = {key: max(RESERVED.get(key, 0), 1 + max([len(self._header(key)) - 1,
+                                                          *(len(c[key]) for c in cells.values())]))
                   for key in ORDER}
+        widths["reason"] = min(widths["reason"], 1 + REASON_WIDTH)
         widths["id"] = 1 + max([2, *(2 + len(c["id"]) for c in cells.values())])  # status symbol, mark
         widths["method"] = min(widths["method"], 1 + METHOD_WIDTH)
         names = sorted({r["experiment"] for r in self.runs})
@@ -137,7 +150,7 @@ class RunsTable(DataTable):
             value = self.short.get(value, value)
         elif key == "method" and len(value) > METHOD_WIDTH:
             value = value[: METHOD_WIDTH - 1] + "…"
-        style = STATUS_STYLE[status_key(run)] if key == "status" else "dim" if key == "eta" and \
+        style = STATUS_STYLE[status_key(run)] if key in ("status", "reason") else "dim" if key == "eta" and \
             run["status"] == "queued" else ""
         return Text(" " + value, style=style, no_wrap=True, overflow="ellipsis")
 
