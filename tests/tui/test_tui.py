@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -930,3 +931,22 @@ def test_demo_says_its_runs_failed_and_retries_them_when_asked(tmp_path: Path, m
     assert retried.exit_code == 0 and "4 failed run(s) queued again" in retried.stdout
     with Store(Path("runs/altui.db")) as store:
         assert {r["status"] for r in store.runs()} == {"queued"}
+
+
+@pytest.mark.parametrize("size", **SIZES)
+def test_run_view_legends_and_status_line_fit(fixed_app: AltuiApp, size: tuple[int, int]) -> None:
+    """The run view at 80x24 and 120x40: each layer's legend entry tells it apart from the others
+    (shortened alike where it must be, never cut to a common stem), and the clock stays whole."""
+    app = fixed_app
+
+    async def script(pilot: Pilot) -> None:
+        await ready("down", "enter")(pilot)
+        status = str(app.screen.query_one("#status").render()).rstrip()
+        assert status.startswith("#2 digits-demo/WS+init+KD1/s0 · done") and status.endswith("10:30:00")
+        layers = app.screen.query_one("#plot-layers", PlotWidget)
+        text = str(layers.render())
+        entries = re.findall(r"[•x+o] ([a-z]+\.\d\.0\.1)\b", text)  # blocks.N.0.1 or its short form bl.N.0.1
+        assert [e.split(".")[1] for e in entries] == ["0", "1", "2", "3"], text
+        assert "…" not in "".join(text.splitlines()[1:])  # the legend is whole (the title line may be cut)
+
+    drive(app, script, size=size)

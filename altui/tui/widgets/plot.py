@@ -16,6 +16,7 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from altui.results.plotting import COLORS, LegendEntry, draw_chart, hidden_curves, legend_entries, note_hidden
+from altui.tui.format import short_names
 
 Kind = Literal["line", "bar"]
 RIGHT_LEGEND_WIDTH = 60  # from this width on, the legend is a column right of the data; else lines below
@@ -89,13 +90,13 @@ class PlotWidget(PlotextPlot):
         below = _pack([_entry(e, width) for e in entries], width)
         # right of the data on wide plots, or where lines below would leave too few rows of data
         right = bool(entries) and (width >= RIGHT_LEGEND_WIDTH or rows - len(below) - 2 < MIN_ROWS)
-        legend_width = min(max(len(e.text) for e in entries) + 4, width // 3) if right else 0
+        legend_width = min(max(len(e.text) for e in entries) + 4, width * 2 // 5) if right else 0
         below = [] if right else below[: max(0, rows - 2 - MIN_ROWS)]
         chart = self._chart(width - legend_width, rows - len(below))
         # a curve whose every point lies under a later one's markers at this size is noted as such
         self.hidden = hidden_curves(self.series, chart.plain) if len(self.series) > 1 else {}
         entries = note_hidden(entries, self.hidden)
-        legend = [_entry(e, legend_width - 2) for e in entries]
+        legend = [_entry(e, legend_width - 2) for e in shortened(entries, legend_width - 2)]
         below = _pack([_entry(e, width) for e in entries], width)[: len(below)]
         lines = chart.split("\n", allow_blank=True)[: rows - len(below)]
         if right:
@@ -111,6 +112,25 @@ class PlotWidget(PlotextPlot):
         series = {k: (x, y, *self.bands[k][1:]) if k in self.bands else (x, y) for k, (x, y) in self.series.items()}
         draw_chart(self.plt, series, width, height, kind=self.kind, vlines=self.vlines)
         return Text.from_ansi(self.plt.build())
+
+
+def shortened(entries: list[LegendEntry], width: int) -> list[LegendEntry]:
+    """Entries whose label and note do not fit `width` characters with their labels shortened
+    together (tui.format.short_names: each word cut alike, digits kept, still unique: blocks.0.0.1 ->
+    blo.0.0.1), and their notes in the short form where the long one does not fit."""
+    long = [e for e in entries if len(e.text) > width - 2]
+    if not long:
+        return entries
+    room = width - 2 - max((len(e.short_note) + 1 for e in long if e.note), default=0)
+    shorts = short_names([e.label for e in entries], max(room, 4))
+    fitted = []
+    for e in entries:
+        if e in long:
+            label = shorts[e.label]
+            note = e.note if len(label) + 1 + len(e.note) <= width - 2 else e.short_note
+            e = e._replace(label=label, note=note)
+        fitted.append(e)
+    return fitted
 
 
 def _entry(entry: LegendEntry, width: int) -> Text:

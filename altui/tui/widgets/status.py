@@ -47,34 +47,42 @@ class StatusLine(Static):
 
     def show(self, snapshot: Snapshot | None, title: str = "", error: str | None = None, *,
              path: bool = False) -> None:
-        """`title` first; when it is the store's `path`, it gives way (to its name, then to nothing)
-        where the line is too narrow, so that the counts and the clock stay."""
-        body = Text(no_wrap=True, overflow="ellipsis")
-        if error:
-            body.append(f"⚠ {error}  ", style="bold red")
+        """`title` first, then the queue, the worker, the run counts, the ETA and the clock. Where the
+        line is too narrow, parts give way in this order so that the counts, ETA and clock stay whole:
+        the title when it is the store's `path` (to its name, then to nothing), the worker, the queue."""
+        parts: dict[str, Text] = {}
         if snapshot is not None:
-            body.append("queue paused" if snapshot.paused else "queue on",
-                        style="bold yellow" if snapshot.paused else "")
-            body.append(" │ ")
-            body.append(worker_text(snapshot.worker), style="" if snapshot.worker else "yellow")
-            body.append(" │")
+            parts["queue"] = Text("queue paused" if snapshot.paused else "queue on",
+                                  style="bold yellow" if snapshot.paused else "")
+            parts["worker"] = Text(worker_text(snapshot.worker), style="" if snapshot.worker else "yellow")
+            counts = Text()
             for status, count in status_counts(snapshot.runs):
-                body.append(f" {count}{SYMBOLS[status]}", style=STATUS_STYLE[status])
+                counts.append(f" {count}{SYMBOLS[status]}", style=STATUS_STYLE[status])
                 if status == "failed":
-                    body.append(" R:retry", style="red")
-            body.append(" │ " + queue_eta_text(snapshot))
-            body.append(" │ " + snapshot.taken_at.astimezone().strftime("%H:%M:%S"))
-        else:
-            body.append("reading the store…", style="dim")
-        room = self.size.width - 2 if self.size.width and path else None
-        for name in (title, Path(title).name, ""):
-            if room is None or len(name) + 2 + body.cell_len <= room or not name:
+                    counts.append(" R:retry", style="red")
+            parts["counts"] = counts[1:] if counts.plain else Text("no runs", style="dim")
+            parts["eta"] = Text(queue_eta_text(snapshot))
+            parts["clock"] = Text(snapshot.taken_at.astimezone().strftime("%H:%M:%S"))
+        titles = [title, Path(title).name, ""] if path else [title]
+        options = [(t, []) for t in titles[:-1]] + [(titles[-1], d) for d in ([], ["worker"], ["worker", "queue"])]
+        room = self.size.width - 2 if self.size.width else None
+        for name, dropped in options:
+            line = self._line(name, error, snapshot, {k: v for k, v in parts.items() if k not in dropped})
+            if room is None or line.cell_len <= room:
                 break
+        self.update(line)
+
+    @staticmethod
+    def _line(title: str, error: str | None, snapshot: Snapshot | None, parts: dict[str, Text]) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        if name:
-            text.append(name, style="bold")
+        if title:
+            text.append(title, style="bold")
             text.append("  ")
-        self.update(text + body)
+        if error:
+            text.append(f"⚠ {error}  ", style="bold red")
+        if snapshot is None:
+            text.append("reading the store…", style="dim")
+        return text + Text(" │ ").join(parts.values())
 
 
 def run_line(run: dict[str, Any] | None) -> Text:
