@@ -19,7 +19,10 @@ class ResultsMixin(StoreBase):
         row = self.db.conn.execute("SELECT MAX(round) FROM rounds WHERE run_id = ?", (run_id,)).fetchone()
         return -1 if row[0] is None else row[0]
 
-    def epochs(self, run_id: int) -> list[dict[str, Any]]:
+    def epochs(self, run_id: int, round_: int | None = None) -> list[dict[str, Any]]:
+        """A run's epoch rows (training loss, accuracy, lr, throughput), of one round when `round_` is given."""
+        if round_ is not None:
+            return self._rows("SELECT * FROM epochs WHERE run_id = ? AND round = ? ORDER BY epoch", (run_id, round_))
         return self._rows("SELECT * FROM epochs WHERE run_id = ? ORDER BY round, epoch", (run_id,))
 
     def channels(self, run_id: int) -> list[dict[str, Any]]:

@@ -55,6 +55,7 @@ class RunDetail:
     events: list[dict[str, Any]]
     paper_layer: str | None = None  # the batch norm of the paper's Figure 5 for the run's model
     paper_gammas: list[dict[str, Any]] = field(default_factory=list)  # its `gammas` rows, by round
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # a running run's round in progress, by epoch
 
 
 def worker_slots(worker: dict[str, Any] | None) -> int:
@@ -149,7 +150,8 @@ class Backend:
                       store.gammas(run["id"], layer) if layer else [])
             self._layers[run["id"]] = cached
         _, layer, channels, gammas = cached
-        return RunDetail(run, rounds, channels, store.events(run["id"], limit=50), layer, gammas)
+        live = store.epochs(run["id"], run["rounds_done"]) if run["status"] == "running" else []
+        return RunDetail(run, rounds, channels, store.events(run["id"], limit=50), layer, gammas, live)
 
     def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
         """known_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""

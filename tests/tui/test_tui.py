@@ -950,3 +950,29 @@ def test_run_view_legends_and_status_line_fit(fixed_app: AltuiApp, size: tuple[i
         assert "…" not in "".join(text.splitlines()[1:])  # the legend is whole (the title line may be cut)
 
     drive(app, script, size=size)
+
+
+@pytest.mark.parametrize("size", **SIZES)
+def test_run_view_shows_the_round_in_progress_live(real_store: dict, dash, size: tuple[int, int]) -> None:
+    """A running run's view: its round in progress by epoch (training loss drawn; epoch, accuracy and
+    throughput in the title) before the round ends; a loss that is not finite says so."""
+    app, db, _ = dash
+    running = real_store["ids"][2]
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None)
+        assert app.screen.run_id == running
+        live = app.screen.query_one("#plot-picks", PlotWidget)
+        await wait_for(pilot, lambda: live.title.startswith("round 0 live"))
+        assert live.title == "round 0 live: epoch 1/2 · loss 2.3 · acc 10.0% · 100 img/s"
+        assert live.series == {"train loss": ([1], [2.3])}
+        with Store(db) as store:
+            store.add_epoch(running, {"round": 0, "epoch": 2, "train_loss": float("inf"), "train_accuracy": 0.1,
+                                      "lr": 0.01, "images_per_second": 95.0})
+        await wait_for(pilot, lambda: "NOT FINITE" in live.title)
+        assert live.title == "round 0 live: epoch 2/2 · loss inf · acc 10.0% · 95 img/s · loss NOT FINITE"
+        assert live.series == {"train loss": ([1], [2.3])}  # the finite epochs, drawn
+        assert str(live.render()).splitlines()[0].startswith("round 0 live: epoch 2/2")
+
+    drive(app, script, size=size)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from altui.store import parse_time
 from altui.tui.backend import RunDetail, Snapshot
-from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, job_text, run_target, status_text
+from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, job_text, num, run_target, status_text
 from altui.tui.series import gamma_histogram
 from altui.tui.widgets.plot import PlotWidget
 from altui.tui.widgets.status import StatusLine
@@ -98,6 +99,7 @@ class RunScreen(Screen):
         self.detail = detail
         self.show_channels(detail)
         self.show_round(detail)
+        self.show_live(detail)
         self.show_log(detail)
 
     def show_channels(self, detail: RunDetail) -> None:
@@ -141,9 +143,11 @@ class RunScreen(Screen):
     def show_round(self, detail: RunDetail) -> None:
         gamma, picks = self.query_one("#plot-gamma", PlotWidget), self.query_one("#plot-picks", PlotWidget)
         chosen = self.chosen_round(detail)
+        live = detail.run["status"] == "running"  # the picks' place shows the round in progress (show_live)
         if chosen is None:
             gamma.set_data({}, "|γ| histogram")
-            picks.set_data({}, "classes picked")
+            if not live:
+                picks.set_data({}, "classes picked")
             return
         row = next(r for r in detail.rounds if r["round"] == chosen)
         if self.paper:
@@ -153,12 +157,36 @@ class RunScreen(Screen):
             centers = [round((a + b) / 2, 4) for a, b in zip(bins[:-1], bins[1:], strict=True)]
             gamma.set_data({f"round {chosen}": (centers, counts)}, f"|γ|, all layers, round {chosen}  ←/→")
         classes = json.loads(row["pick_class_counts"])
+        if live:
+            return
         if sum(classes):
             picks.set_data({f"round {chosen}": ([str(i) for i in range(len(classes))], classes)},
                            f"classes picked after round {chosen}")
         else:
             title = f"classes picked after round {chosen}"
             picks.set_data({}, title, empty="none: the last round picks none")
+
+    def show_live(self, detail: RunDetail) -> None:
+        """While the run trains, the round in progress takes the picks' place: its training loss by
+        epoch, with the epoch, accuracy and throughput in the title, so that a run that diverges or
+        stalls shows at once, not after the round."""
+        run = detail.run
+        if run["status"] != "running":
+            return
+        picks, round_ = self.query_one("#plot-picks", PlotWidget), run["rounds_done"]
+        epochs = detail.epochs
+        if not epochs:
+            picks.set_data({}, f"round {round_} in progress", empty="waiting for its first epoch")
+            return
+        last = epochs[-1]
+        finite = [(e["epoch"], e["train_loss"]) for e in epochs
+                  if e["train_loss"] is not None and math.isfinite(e["train_loss"])]
+        note = "" if len(finite) == len(epochs) else " · loss NOT FINITE"
+        title = (f"round {round_} live: epoch {last['epoch']}/{run.get('epochs_total') or '?'} · "
+                 f"loss {num(last['train_loss'], '.3g')} · acc {num(last['train_accuracy'], '.1%')} · "
+                 f"{num(last['images_per_second'], '.0f')} img/s{note}")
+        picks.set_data({"train loss": ([e for e, _ in finite], [v for _, v in finite])}, title,
+                       empty="no finite training loss yet")
 
     def show_paper_gamma(self, detail: RunDetail, chosen: int) -> None:
         """Figure 5: the paper layer's |γ| after the round, its mean/10 line and the channels below it."""
