@@ -22,10 +22,13 @@ from textual.worker import Worker, WorkerState
 
 from altui.tui.backend import Backend, Clock, Snapshot, utc_now
 from altui.tui.format import failure_reason
-from altui.tui.messages import ActionDone, SnapshotReady
+from altui.tui.messages import ActionDone, SnapshotReady, ViewChanged, ViewLoaded
 from altui.tui.screens.confirm import ConfirmScreen
+from altui.tui.screens.keys import KeysScreen
 from altui.tui.screens.main import MainScreen
 from altui.tui.screens.run import RunScreen
+from altui.tui.widgets.experiments import ExperimentsTable
+from altui.tui.widgets.runs_table import RunsTable, kept, restored
 
 POLL_SECONDS = 1.0
 
@@ -57,7 +60,24 @@ class AltuiApp(App[None]):
         return MainScreen()
 
     def on_mount(self) -> None:
+        self.load_view()
         self.poll_now()
+
+    @work(thread=True, group="settings", exit_on_error=False)
+    def load_view(self) -> None:
+        self.post_message(ViewLoaded(self.backend.load_view()))
+
+    @work(thread=True, group="settings", exit_on_error=False)
+    def save_view(self, view: dict) -> None:
+        self.backend.save_view(view)
+
+    def on_view_loaded(self, message: ViewLoaded) -> None:
+        table = self.screen_stack[0].query_one(RunsTable) if self.screen_stack else None
+        if table is not None:
+            table.set_view(**restored(message.view))
+
+    def on_view_changed(self, message: ViewChanged) -> None:
+        self.save_view(kept(self.screen_stack[0].query_one(RunsTable).view))
 
     # ---- polling: one at a time, the next one scheduled when the last one has finished ------------
 
@@ -137,7 +157,8 @@ class AltuiApp(App[None]):
         self.push_screen(ConfirmScreen(question, targets, note, yes), answered)
 
     def on_action_done(self, message: ActionDone) -> None:
-        self.notify(message.text)
+        if message.text:
+            self.notify(message.text)
         self.poll_now()
 
     def open_run(self, run_id: int) -> None:
@@ -152,11 +173,38 @@ class AltuiApp(App[None]):
         self.act(self.backend.start_worker)
 
     def action_toggle_keys(self) -> None:
-        """Textual's key panel, built from the bindings of what has focus."""
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        """Every key, full screen: altui's own first (by where they work), then Textual's."""
+        if isinstance(self.screen, KeysScreen):
+            self.screen.dismiss()
+            return
+        owners = [RunScreen] if isinstance(self.screen, RunScreen) else [MainScreen, RunsTable, ExperimentsTable]
+        self.push_screen(KeysScreen([*owners, AltuiApp]))
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's Screenshot: into the store's folder (Textual's default, ~/Downloads, is
+        missing on most servers, where it fails)."""
+        return super().deliver_screenshot(filename, path or str(self.backend.db.parent.resolve()), time_format)
+
+    def action_export_summary(self) -> None:
+        self.act(self.backend.export_summary, self.shown_experiment())
+
+    def action_write_report(self) -> None:
+        experiment = self.shown_experiment()
+        if experiment is None:
+            self.notify("a report is of one experiment: choose one in the pane (tab) or filter the table first",
+                        severity="warning")
+            return
+        self.act(self.backend.write_report, experiment)
+
+    def shown_experiment(self) -> str | None:
+        """The experiment the main screen shows (pane, filter or cursor), or the run view's."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, RunScreen) and screen.detail is not None:
+                return screen.detail.run["experiment"]
+            if isinstance(screen, MainScreen):
+                return screen.compared_experiment()
+        return None
 
     async def action_quit(self) -> None:
         """Quit; the worker's runs go on, and the terminal says so once the dashboard has gone."""
@@ -169,13 +217,18 @@ class AltuiApp(App[None]):
         for active in screen.active_bindings.values():
             binding = active.binding
             if binding.system or not binding.description or (active.node, binding.action) in seen \
-                    or not ours(active.node, binding):  # a table's cursor keys are not actions
-                continue
+                    or not ours(active.node, binding) or binding.action.startswith("cursor_"):
+                continue  # a table's cursor keys (and j/k) move, they are no actions
             seen.add((active.node, binding.action))
             title = binding.description[0].upper() + binding.description[1:]
             help_text = f"{self.get_key_display(binding)}: {binding.tooltip or binding.description}"
             yield SystemCommand(title, help_text, partial(self.run_action, binding.action, active.node),
                                 discover=active.enabled)
+        yield SystemCommand("Export summary (CSV)", "the shown experiment's summary table (mean and interval "
+                            "over seeds) into the store's folder: exports/EXPERIMENT-summary.csv",
+                            self.action_export_summary)
+        yield SystemCommand("Report (Markdown)", "the shown experiment's reproduction report, figures beside it, "
+                            "into the store's folder: reports/EXPERIMENT.md", self.action_write_report)
         yield from (c for c in super().get_system_commands(screen) if c.title not in ("Quit", "Keys"))
 
 

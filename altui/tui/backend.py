@@ -23,6 +23,7 @@ from altui.store import Store
 
 Clock = Callable[[], datetime]
 THROUGHPUT_SECONDS = 10.0
+VIEW_SETTING = "dashboard_view"  # the runs table's filter, sort and hidden runs, kept across reopenings
 
 
 def utc_now() -> datetime:
@@ -275,12 +276,52 @@ class Backend:
             paused = store.paused()
         return self.set_paused(not paused)
 
+    def export_summary(self, experiment: str | None) -> str:
+        """The summary table (docs/export.md) of `experiment` (all when None) as CSV in the store's folder."""
+        from altui.results.export import export
+
+        path = self.db.parent / "exports" / f"{safe_name(experiment or 'all')}-summary.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Store(self.db) as store, path.open("w", encoding="utf-8", newline="") as fp:
+            count = export(store, "summary", "csv", fp, experiment)
+        return f"wrote {count} rows to {path}"
+
+    def write_report(self, experiment: str) -> str:
+        """`altui report EXPERIMENT -o` into the store's folder: reports/EXPERIMENT.md, figures beside it."""
+        from altui.results.report import reproduction_report
+
+        path = self.db.parent / "reports" / f"{safe_name(experiment)}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Store(self.db) as store:
+            text = reproduction_report(store, experiment, path)
+        path.write_text(text, encoding="utf-8")
+        return f"wrote {path}"
+
+    def load_view(self) -> dict[str, Any]:
+        """The runs table's view (filter, sort, hidden) as the dashboard last left it in this store."""
+        with Store(self.db) as store:
+            text = store.settings().get(VIEW_SETTING)
+        try:
+            view = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        return view if isinstance(view, dict) else {}
+
+    def save_view(self, view: dict[str, Any]) -> None:
+        with Store(self.db) as store:
+            store.set_settings({VIEW_SETTING: json.dumps(view, sort_keys=True)})
+
     def start_worker(self) -> str:
         from altui.execution.daemon import start_worker
 
         if start_worker(self.db):
             return f"started a worker for {self.db}"
         return "a worker already serves this store"
+
+
+def safe_name(name: str) -> str:
+    """A file name from an experiment's name: letters, digits, '.', '-', '_' kept, the rest '_'."""
+    return "".join(c if c.isalnum() or c in ".-_" else "_" for c in name).lstrip(".") or "_"
 
 
 def enqueue(store: Store, spec: SpecFile, name: str) -> tuple[list[int], int]:

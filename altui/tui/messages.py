@@ -25,3 +25,15 @@ class ActionDone(Message):
 
 class MarksChanged(Message):
     """Runs or experiments were marked or unmarked (space, *), or runs plotted or not (o)."""
+
+
+class ViewChanged(Message):
+    """The runs table's filter, sort or hidden runs changed: the dashboard keeps them in the store."""
+
+
+class ViewLoaded(Message):
+    """The runs table's view as the dashboard last left it in this store (filter, sort, hidden)."""
+
+    def __init__(self, view: dict) -> None:
+        super().__init__()
+        self.view = view

@@ -4,7 +4,6 @@ plots), and snapshots of its screens on a fixed hand-made store."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 import sqlite3
@@ -14,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from typer.testing import CliRunner
@@ -31,6 +29,7 @@ from altui.tui.app import AltuiApp, create_app
 from altui.tui.format import duration, short_names
 from altui.tui.runs_view import BASE, View
 from altui.tui.screens.confirm import ConfirmScreen
+from altui.tui.screens.keys import KeysScreen
 from altui.tui.screens.run import RunScreen
 from altui.tui.widgets.experiments import ExperimentsPane
 from altui.tui.widgets.plot import PlotWidget
@@ -475,22 +474,34 @@ def test_pause_worker_and_next_plot_keys(dash, monkeypatch: pytest.MonkeyPatch) 
     drive(app, script, size=(80, 24))
 
 
-def test_keys_panel_and_command_palette_offer_every_action(dash) -> None:
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_keys_screen_lists_altui_s_keys_first_and_the_palette_offers_every_action(
+        dash, size: tuple[int, int]) -> None:
     app, _, _ = dash
 
     async def script(pilot: Pilot) -> None:
-        await pilot.press("question_mark")  # Textual's key panel, from the bindings
-        assert app.screen.query("HelpPanel")
-        console = Console(width=120, record=True, file=io.StringIO())
-        console.print(app.screen.query_one("KeyPanel BindingsTable").render_bindings_table())
-        keys = console.export_text()
-        for description in ("queue", "cancel", "retry", "filter", "mark", "plot", "means", "quit", "pause"):
-            assert description in keys
+        await pilot.press("question_mark")  # every key, full screen
+        assert isinstance(app.screen, KeysScreen)
+        widget = app.screen.query_one("#keys-text")
+        lines = [strip.text.rstrip() for strip in widget.render_lines(widget.region.reset_offset)]
+        assert lines[0].startswith("altui keys") and lines[2] == "main screen"  # altui's own first
+        visible = lines[: size[1] - 1]
+        for key, what in (("a", "queue the marked experiments"), ("c", "cancel the marked runs"),
+                          ("r", "retry the marked runs"), ("R", "retry every failed run"), ("/", "show the runs"),
+                          ("m", "plots: one experiment's method means")):
+            assert any(line.split()[:1] == [key] and what in line for line in visible), (key, visible)
+        text = " ".join(" ".join(lines).split())  # descriptions wrap under their own column
+        for what in ("mark the run", "add the run's curves", "the next run (as down)", "quit the dashboard",
+                     "pause or resume the queue", "the experiments pane <-> the runs table"):
+            assert what in text
+        assert "mark mark" not in text and text.index("everywhere") < text.index(" also ")
+        assert all(len(line) <= size[0] for line in visible)
         await pilot.press("question_mark")
-        assert not app.screen.query("HelpPanel")
+        assert not isinstance(app.screen, KeysScreen)
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Queue", "Cancel", "Retry", "Filter", "Hide done", "Means", "Next plot", "Clear", "Experiments",
-                "Mark", "Mark shown", "Plot", "Open", "Sort", "Reverse", "Quit", "Pause", "Worker", "Keys"} <= titles
+        assert {"Queue", "Cancel", "Retry", "Retry failed", "Filter", "Hide done", "Means", "Next plot", "Clear",
+                "Experiments", "Mark", "Mark shown", "Plot", "Open", "Sort", "Reverse", "Quit", "Pause", "Worker",
+                "Keys", "Export summary (CSV)", "Report (Markdown)", "Screenshot"} <= titles
         assert "Cursor up" not in titles  # a table's own cursor keys are not actions
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)
@@ -499,7 +510,51 @@ def test_keys_panel_and_command_palette_offer_every_action(dash) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.screen.query_one(RunsTable).view.hide_finished)
 
+    drive(app, script, size=size)
+
+
+def test_palette_screenshot_export_and_report_write_into_the_store_s_folder(dash) -> None:
+    app, db, _ = dash
+
+    async def script(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        app.deliver_screenshot()
+        await wait_for(pilot, lambda: "Saved screenshot" in last_notice(app))
+        assert list(db.parent.glob("*.svg"))
+        assert app.shown_experiment() == "tiny"  # the cursor run's
+        app.action_export_summary()
+        await wait_for(pilot, lambda: "wrote" in last_notice(app))
+        csv = db.parent / "exports" / "tiny-summary.csv"
+        assert last_notice(app) == f"wrote {len(csv.read_text().splitlines()) - 1} rows to {csv}"
+        assert csv.read_text().startswith("experiment,")
+        app.action_write_report()
+        await wait_for(pilot, lambda: "reports" in last_notice(app))
+        assert (db.parent / "reports" / "tiny.md").read_text().startswith("# ")
+
     drive(app, script)
+
+
+def test_filter_sort_and_hidden_runs_are_kept_across_reopenings(dash) -> None:
+    app, db, toml = dash
+
+    async def first(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("h", "s", "S", "j")  # hide done, sort by the next column, reversed; j moves down
+        await wait_for(pilot, lambda: "dashboard_view" in Store(db).settings())
+
+    drive(app, first)
+    with Store(db) as store:
+        saved = json.loads(store.settings()["dashboard_view"])
+    assert saved["hide_finished"] is True and saved["reverse"] is True and saved["sort"] != "id"
+    again = create_app(db, toml, poll_seconds=0.1, start_worker_on_queue=False)
+
+    async def second(pilot: Pilot) -> None:
+        table = again.screen.query_one(RunsTable)
+        await wait_for(pilot, lambda: table.view.hide_finished)
+        assert (table.view.sort, table.view.reverse) == (saved["sort"], True)
+        assert "hiding done, cancelled (h)" in str(again.screen.query_one("#context-view").render())
+
+    drive(again, second)
 
 
 def test_at_80_columns_the_results_fit_without_scrolling_sideways(real_store: dict, dash) -> None:
@@ -593,7 +648,7 @@ def test_run_view_shows_channels_histograms_and_log(real_store: dict, dash) -> N
         await pilot.press("c")  # a done run: nothing to cancel, nothing asked
         assert isinstance(app.screen, RunScreen) and "nothing to cancel" in last_notice(app)
         await pilot.press("question_mark")
-        assert screen.query("HelpPanel")
+        assert isinstance(app.screen, KeysScreen) and app.screen.sections[0][0] == "run view"
         await pilot.press("question_mark", "escape")
         assert not isinstance(app.screen, RunScreen)
         assert app.backend.detail_run is None

@@ -32,6 +32,8 @@ class ExperimentsTable(DataTable):
     BINDINGS = [
         Binding("space", "toggle_mark", "mark", tooltip="mark the experiment for `a` (several)"),
         Binding("enter", "select_cursor", "queue", tooltip="queue the experiment's runs (asks first)"),
+        Binding("j", "cursor_down", "down", show=False, tooltip="the next experiment (as down)"),
+        Binding("k", "cursor_up", "up", show=False, tooltip="the previous experiment (as up)"),
     ]
     DEFAULT_CSS = "ExperimentsTable { scrollbar-size-vertical: 1; overflow-x: hidden; }"
 

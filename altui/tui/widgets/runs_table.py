@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 
 from altui.results.plotting import COLORS
 from altui.tui.format import STATUS_STYLE, SYMBOLS, run_cells, short_names, status_key
-from altui.tui.messages import MarksChanged
+from altui.tui.messages import MarksChanged, ViewChanged
 from altui.tui.runs_view import (
     COLUMNS,
     EXPERIMENT_WIDTH,
@@ -35,6 +35,27 @@ from altui.tui.runs_view import (
 METHOD_WIDTH = 14
 
 
+KEPT = ("text", "hide_finished", "sort", "reverse")  # the view the store keeps across reopenings
+
+
+def kept(view: View) -> dict[str, Any]:
+    return {key: getattr(view, key) for key in KEPT}
+
+
+def restored(saved: dict[str, Any]) -> dict[str, Any]:
+    """The kept parts of a saved view that are still valid (a store may have been written by another
+    version): unknown keys, wrong types and unknown sort columns are left out."""
+    view: dict[str, Any] = {}
+    if isinstance(saved.get("text"), str):
+        view["text"] = saved["text"][:200]
+    for key in ("hide_finished", "reverse"):
+        if isinstance(saved.get(key), bool):
+            view[key] = saved[key]
+    if saved.get("sort") in COLUMNS:
+        view["sort"] = saved["sort"]
+    return view
+
+
 class RunsTable(DataTable):
     BINDINGS = [
         Binding("space", "toggle_mark", "mark", key_display="␣", tooltip="mark the run for c / r (several)"),
@@ -44,6 +65,8 @@ class RunsTable(DataTable):
         Binding("enter", "select_cursor", "open", show=False, tooltip="the run's view"),
         Binding("s", "sort_next", "sort", show=False, tooltip="sort by the next column (or click a header)"),
         Binding("S", "sort_reverse", "reverse", show=False, tooltip="reverse the sort order"),
+        Binding("j", "cursor_down", "down", show=False, tooltip="the next run (as down)"),
+        Binding("k", "cursor_up", "up", show=False, tooltip="the previous run (as up)"),
     ]
     DEFAULT_CSS = "RunsTable { scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
@@ -82,8 +105,11 @@ class RunsTable(DataTable):
         self.refresh_rows()
 
     def set_view(self, **changes: Any) -> None:
+        before = self.view
         self.view = replace(self.view, **changes)
         self.refresh_rows()
+        if kept(self.view) != kept(before):
+            self.post_message(ViewChanged())
 
     def on_resize(self) -> None:
         self.refresh_rows()
