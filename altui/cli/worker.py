@@ -83,13 +83,20 @@ def worker_stop(ctx: typer.Context) -> None:
         tell(f"no worker is running for {db_path(ctx)}")
         return
     slurm = status["executor"] == "slurm"
-    tell(f"stopping the worker (pid {status['pid']})" + (" ..." if slurm else " and its runs ..."))
+    with open_store(ctx) as store:
+        running = store.select_runs(statuses=["running"])
+    tell(f"stopping the worker (pid {status['pid']})" + (" and its runs ..." if running and not slurm else " ..."))
     try:
         stop_worker(db_path(ctx))
     except WorkerError as e:
         fail(str(e))
-    tell("worker stopped; its Slurm jobs go on, and the next `altui worker start` re-attaches to them" if slurm
-         else "worker stopped; its runs are queued and resume when a worker starts")
+    if slurm:
+        tell("worker stopped; its Slurm jobs go on, and the next `altui worker start` re-attaches to them")
+    elif running:
+        tell(f"worker stopped; its {len(running)} running run(s) are queued again and resume after their last "
+             "round when a worker starts")
+    else:
+        tell("worker stopped; no run was running")
 
 
 @worker_app.command("status")

@@ -170,7 +170,7 @@ def test_second_start_says_running_and_stop_stops(db: Path, env: dict[str, str])
     assert again.returncode == 0 and f"already running for {db} (pid {pid})" in again.stdout, again
     status = ok(altui(db, env, "worker", "status"))
     assert f"worker pid {pid}" in status and "slots: cpu (auto: 1 on the CPU" in status, status
-    assert "worker stopped" in ok(altui(db, env, "worker", "stop"))
+    assert "worker stopped; no run was running" in ok(altui(db, env, "worker", "stop"))  # nothing queued
     assert worker_status(db) is None and not is_alive(pid)
     assert "no worker is running" in ok(altui(db, env, "worker", "stop"))
 

@@ -1031,3 +1031,56 @@ def test_run_view_shows_the_round_in_progress_live(real_store: dict, dash, size:
         assert str(live.render()).splitlines()[0].startswith("round 0 live: epoch 2/2")
 
     drive(app, script, size=size)
+
+
+def test_the_runs_table_keeps_its_columns_while_a_run_s_first_values_arrive(tmp_path: Path) -> None:
+    """At 80 columns a run starts, trains its first epochs and records round 0: the table shows the
+    same columns all along (widths are reserved for the values to come); when no run is left to run,
+    the empty epochs column goes."""
+    db = tmp_path / "altui.db"
+    with Store(db) as store:
+        (run_id,) = store.enqueue("pair", "experiments.toml", TINY, [run_spec("pair/WS/s0", "WS", 0, TINY)])
+    app = create_app(db, tmp_path / "experiments.toml", poll_seconds=0.1, start_worker_on_queue=False)
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(RunsTable)
+        await wait_for(pilot, lambda: table.columns_shown)
+        seen = [list(table.columns_shown)]
+        with Store(db) as store:
+            store.claim("cpu", run_id)
+        await wait_for(pilot, lambda: app.snapshot.runs[0]["status"] == "running")
+        seen.append(list(table.columns_shown))
+        with Store(db) as store:
+            store.add_epoch(run_id, {"round": 0, "epoch": 1, "train_loss": 2.0, "train_accuracy": 0.3, "lr": 0.01,
+                                     "images_per_second": 50.0})
+            store.add_round(run_id, {
+                "round": 0, "n_labeled": 20, "accuracy": 0.5123, "test_loss": 1.0, "weight_decay": 0.00667,
+                "lr": 0.01, "effective_channels": 224, "total_channels": 224, "conv_l2": 1.0, "train_seconds": 1.0,
+                "acquire_seconds": 0.1, "pick_mean_score": 0.5, "pick_class_counts": "[1]", "gamma_bins": "[0, 1]",
+                "gamma_counts": "[224]"}, [], [])
+        await wait_for(pilot, lambda: app.snapshot.runs[0]["rounds_done"] == 1)
+        seen.append(list(table.columns_shown))
+        assert seen[0] == seen[1] == seen[2] and "accuracy" in seen[0] and "channels" in seen[0]
+        with Store(db) as store:
+            store.finish(run_id, "done")
+        await wait_for(pilot, lambda: app.snapshot.runs[0]["status"] == "done")
+        assert "epochs" not in table.columns_shown
+
+    drive(app, script, size=(80, 24))
+
+
+def test_queueing_an_experiment_the_file_no_longer_has_says_so(real_store: dict, dash) -> None:
+    app, _, _ = dash  # the store's experiment "tiny" is not in this experiments.toml
+
+    async def script(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("tab")
+        pane = app.screen.query_one(ExperimentsPane).table
+        while pane.highlighted_name != "tiny":
+            await pilot.press("down")
+        await pilot.press("a")
+        assert last_notice(app) == ("tiny is in the store but not in experiments.toml: there is nothing new to queue "
+                                    "from it (r retries its failed runs)")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+    drive(app, script)

@@ -206,6 +206,11 @@ class MainScreen(Screen):
         if not names and self.runs_table.view.experiment in self.pane.table.queueable:
             names = [self.runs_table.view.experiment]
         if not names or self.snapshot is None:
+            chosen = self.pane.table.highlighted_name if self.pane.table.has_focus else self.runs_table.view.experiment
+            if chosen:  # an experiment of the store that experiments.toml no longer has
+                self.notify(f"{chosen} is in the store but not in {self.app.backend.experiments.name}: "
+                            "there is nothing new to queue from it (r retries its failed runs)", severity="warning")
+                return
             self.notify("pick the experiment to queue in the experiments pane (tab), then enter or a")
             self.action_switch_pane(to_pane=True)
             return
