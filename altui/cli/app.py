@@ -64,7 +64,14 @@ def known_failure(exc: BaseException, db: Path | None) -> str | None:
 
 
 class AltuiGroup(TyperGroup):
-    """The one error path of the CLI: known failures become one line and exit code 1."""
+    """The one error path of the CLI: known failures become one line and exit code 1. Its commands
+    complete their values (experiments, runs, statuses, ...) and show help that reads as usage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from altui.cli.completion import tidy
+
+        tidy(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, err, fail, open_store, read_spec, tell, wide
+from altui.cli.app import app, db_path, err, fail, open_store, read_spec, tell, wide
+from altui.cli.completion import complete_experiment
 from altui.spec import SpecError
+from altui.store import Store
 from altui.tui.format import duration
 
 
@@ -63,11 +68,18 @@ def bench(
         wide.print(b.slots_table(together, peak))
 
 
+@contextmanager
+def _scratch_store() -> Iterator[Store]:
+    """A store in a temporary folder, for measurements that have no store to be cached in."""
+    with tempfile.TemporaryDirectory(prefix="altui-estimate-") as tmp, Store(Path(tmp) / "scratch.db") as store:
+        yield store
+
+
 @app.command()
 def estimate(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
-    experiment: Annotated[str, typer.Argument(help="The experiment to estimate.")],
+    experiment: Annotated[str, typer.Argument(help="The experiment to estimate.", autocompletion=complete_experiment)],
     gpus: Annotated[int, typer.Option(min=1, help="Devices that run the experiment's runs.")] = 1,
     slots: Annotated[int, typer.Option(min=1, help="Runs at once per device (the worker's --slots-per-gpu).")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where to measure.")] = "auto",
@@ -76,7 +88,7 @@ def estimate(
     seconds: Annotated[float, typer.Option(min=0.05, help="Seconds of each timed measurement.")] = 1.0,
 ) -> None:
     """Training images, device-hours and wall time of an experiment on this machine's device, from a
-    short measurement cached in the store (docs/benchmarks.md)."""
+    short measurement, cached in the store when there is one (docs/benchmarks.md)."""
     import torch
 
     from altui.al.config import ConfigError
@@ -87,8 +99,9 @@ def estimate(
         configs = [r.config for r in spec.get(experiment).runs]
     except SpecError as e:  # an unknown experiment
         fail(str(e))
+    cached = db_path(ctx).exists()  # a read-only command: the measurement is cached in a store that exists
     try:
-        with open_store(ctx, create=True) as store:  # its measurements are cached there
+        with open_store(ctx) if cached else _scratch_store() as store:
             result = estimate_runs(store, configs, device, gpus, slots, seconds=seconds, remeasure=remeasure,
                                    log=_progress)
     except ConfigError as e:
@@ -100,3 +113,5 @@ def estimate(
     tell(f"{experiment}: {result.runs} runs, {result.train_images:,} training images")
     tell(f"on {result.device} (torch {torch.__version__}), {gpus} device(s) x {slots} slot(s):")
     tell(f"  wall time {duration(result.wall_seconds) or 'unknown'}, {result.gpu_hours:.3g} {unit}")
+    if not cached:
+        tell(f"(measured now and not kept: there is no store at {db_path(ctx)}; `altui queue` creates one)")

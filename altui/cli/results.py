@@ -9,19 +9,23 @@ from typing import Annotated
 import typer
 
 from altui.cli.app import app, check_experiment, err, fail, open_store, out
+from altui.cli.completion import complete_experiment, complete_run_or_experiment, values_of
 
 
 @app.command("export")
 def export_table(
     ctx: typer.Context,
-    format_: Annotated[str, typer.Option("--format", "-f", help="csv, json, jsonl, md or latex.")] = "csv",
+    format_: Annotated[str, typer.Option("--format", "-f", help="The file format (docs/export.md).",
+                                                   autocompletion=values_of("format_"))] = "csv",
     table: Annotated[str, typer.Option(
-        "--table", "-t", help="runs, rounds, epochs, channels, picks, or summary (mean and 95% bootstrap "
-                              "interval over seeds).")] = "summary",
-    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+        "--table", "-t", help="The table; summary: each method's mean and 95% bootstrap interval over "
+                              "seeds per round.", autocompletion=values_of("table"))] = "summary",
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.",
+        autocompletion=complete_experiment)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not to stdout.")] = None,
     interval: Annotated[str, typer.Option(
-        help="Summary cells in md/latex: pm (mean ± half-width) or range (mean \\[lo, hi]).")] = "pm",
+        help="Summary cells in md/latex: pm is mean ± half-width, range is mean \\[lo, hi].",
+        autocompletion=values_of("interval"))] = "pm",
 ) -> None:
     """Export a table of the store (streamed for csv, json, jsonl). Formats: docs/export.md."""
     from altui.results import export
@@ -50,10 +54,11 @@ def plot_curves(
     targets: Annotated[list[str], typer.Argument(
         metavar="EXPERIMENT|RUN",
         help="An experiment, or a run id or name; with --metric gamma several, one column each (an "
-             "experiment stands for its WS, WS+init and Entropy+init runs).")],
+             "experiment stands for its WS, WS+init and Entropy+init runs).",
+        autocompletion=complete_run_or_experiment)],
     metric: Annotated[str, typer.Option(
-        help="accuracy, weight_decay, effective_channels, or gamma (the paper's Figure 5: |γ| histograms "
-             "of the model's paper layer at the first, a middle and the last round).")] = "accuracy",
+        help="What to plot; gamma: the paper's Figure 5, |γ| histograms of the model's paper layer at "
+             "the first, a middle and the last round.", autocompletion=values_of("metric"))] = "accuracy",
     out_file: Annotated[Path | None, typer.Option(
         "--out",  # "\\[": a bracket, not Rich markup
         help="Draw the paper-style figure into FILE.png, .svg or .pdf (needs altui\\[report]).",
@@ -130,7 +135,7 @@ def plot_gamma(ctx: typer.Context, targets: list[str], out_file: Path | None) ->
 @app.command("report")
 def write_report(
     ctx: typer.Context,
-    experiment: Annotated[str, typer.Argument(help="The experiment to report.")],
+    experiment: Annotated[str, typer.Argument(help="The experiment to report.", autocompletion=complete_experiment)],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write FILE.md (figures as PNG files beside it); default: stdout.")] = None,
 ) -> None:
@@ -152,7 +157,7 @@ def write_report(
 @app.command("claims")
 def check_claims(
     ctx: typer.Context,
-    experiment: Annotated[str, typer.Argument(help="The experiment to check.")],
+    experiment: Annotated[str, typer.Argument(help="The experiment to check.", autocompletion=complete_experiment)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per claim row, in a list.")] = False,
 ) -> None:
     """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""

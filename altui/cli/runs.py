@@ -27,6 +27,7 @@ from altui.cli.app import (
     tell,
     wide,
 )
+from altui.cli.completion import complete_experiment, complete_run, values_of
 from altui.spec import MAX_RUNS, SpecError
 from altui.store import STATUSES, Store, parse_time
 from altui.tui.format import CANCELLABLE, RETRYABLE, duration, failure_reason, pending, status_text
@@ -105,7 +106,7 @@ def requeue_lost(store: Store, name: str) -> None:
 def run(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
-    name: Annotated[str, typer.Argument(help="The experiment to run.")],
+    name: Annotated[str, typer.Argument(help="The experiment to run.", autocompletion=complete_experiment)],
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: the experiment's).")] = None,
     max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
@@ -231,8 +232,10 @@ def ls_row(run: dict, eta: float | None) -> dict:
 @app.command("ls")
 def list_runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
-    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.",
+        autocompletion=values_of("status"))] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.",
+        autocompletion=complete_experiment)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list of objects (fields: docs/cli.md).")] = False,
 ) -> None:
     """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
@@ -295,7 +298,8 @@ def id_ranges(ids: list[int]) -> str:
 def queue_runs(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
-    names: Annotated[list[str] | None, typer.Argument(help="Experiments to queue (default: all).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Experiments to queue (default: all).",
+        autocompletion=complete_experiment)] = None,
     max_runs: MaxRuns = MAX_RUNS,
 ) -> None:
     """Queue experiments' runs for the worker. Runs already in the store are left as they are."""
@@ -365,15 +369,18 @@ def scancel_job(job_id: str) -> str:
     return f"Slurm job {job_id} cancelled (scancel)"
 
 
-RUNS_ARGUMENT = typer.Argument(help="Run ids or names (or use --experiment / --status).", show_default=False)
+RUNS_ARGUMENT = typer.Argument(help="Run ids or names (or use --experiment / --status).", show_default=False,
+                               autocompletion=complete_run)
 
 
 @app.command()
 def cancel(
     ctx: typer.Context,
     runs: Annotated[list[str] | None, RUNS_ARGUMENT] = None,
-    experiment: Annotated[str | None, typer.Option(help="Every queued or running run of this experiment.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued or running.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Every queued or running run of this experiment.",
+        autocompletion=complete_experiment)] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.",
+        autocompletion=values_of("cancel.status"))] = None,
 ) -> None:
     """Cancel queued or running runs; a running one stops within seconds and keeps its rounds."""
     change_runs(ctx, runs or [], "cancel", experiment, status)
@@ -383,8 +390,10 @@ def cancel(
 def retry(
     ctx: typer.Context,
     runs: Annotated[list[str] | None, RUNS_ARGUMENT] = None,
-    experiment: Annotated[str | None, typer.Option(help="Every failed or cancelled run of this experiment.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status: failed or cancelled.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Every failed or cancelled run of this experiment.",
+        autocompletion=complete_experiment)] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.",
+        autocompletion=values_of("retry.status"))] = None,
     from_scratch: Annotated[bool, typer.Option(
         "--from-scratch", help="Delete the runs' recorded rounds, epochs, channels, picks and gammas and start "
                                "again at round 0 (for a run whose checkpoint is missing or damaged).")] = False,
@@ -423,7 +432,7 @@ def print_events(store: Store, run_id: int, after: int) -> int:
 @app.command()
 def logs(
     ctx: typer.Context,
-    run: Annotated[str, typer.Argument(help="A run id or name.")],
+    run: Annotated[str, typer.Argument(help="A run id or name.", autocompletion=complete_run)],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
 ) -> None:
     """A run's log: its events (rounds, recoveries, errors). Its process output is in

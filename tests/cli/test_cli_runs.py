@@ -66,6 +66,48 @@ def test_version_help_and_shell_completion(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def complete(words: str, db: Path, cwd: Path) -> list[str]:
+    """What bash completion offers after `words` (the last word being completed), as a shell asks it."""
+    parts = words.split(" ")
+    env = {**os.environ, "_ALTUI_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1),
+           "ALTUI_DB": str(db)}
+    done = subprocess.run([str(Path(sys.executable).parent / "altui")], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_completion_offers_experiments_runs_and_allowed_values(db: Path, tmp_path: Path) -> None:
+    (tmp_path / "experiments.toml").write_text('[[experiment]]\nname = "cifar10-k1000"\n[[experiment]]\nname = "c2"\n')
+    assert complete("altui run experiments.toml c", db, tmp_path) == ["cifar10-k1000", "c2"]
+    assert complete("altui report ", db, tmp_path) == ["cifar10-k1000", "c2", "a", "b"]  # the file's, then the store's
+    assert complete("altui logs ", db, tmp_path) == ["1", "2", "3", "4", "5"]
+    assert complete("altui retry b/R", db, tmp_path) == ["b/Random/s0", "b/Random/s1"]
+    assert complete("altui export --table g", db, tmp_path) == ["gammas"]
+    assert complete("altui cancel --status ", db, tmp_path) == ["queued", "running"]
+    assert complete("altui ls --status f", db, tmp_path) == ["failed"]
+    assert complete("altui logs ", tmp_path / "none.db", tmp_path) == []  # no store: nothing offered, none made
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_help_reads_as_usage() -> None:
+    """Flags take no value and say so; values say their kind; an option lists what it allows, from the
+    code's own list; a command's help is one paragraph for the terminal to wrap."""
+    from altui.results.export import TABLES
+
+    def shown(*args: str) -> str:  # the help's words in order, without the boxes' borders
+        return " ".join(CliRunner().invoke(app, list(args)).stdout.replace("│", " ").split())
+
+    for args in (["--help"], ["export", "-h"], ["ls", "-h"], ["queue", "-h"], ["worker", "start", "-h"]):
+        text = shown(*args)
+        assert "<bool>" not in text and "<list[str]>" not in text and "<int range>" not in text, text
+    assert "--table -t TABLE The table; summary:" in shown("export", "-h")
+    assert f"One of: {', '.join(TABLES)}." in shown("export", "-h") and "gammas" in TABLES
+    assert "--json A JSON list" in shown("ls", "-h")  # a flag: no type between it and its help
+    # the run command's paragraph wraps at the terminal's width, not at its docstring's line breaks
+    assert any("current run and keeps" in line for line in CliRunner().invoke(app, ["--help"]).stdout.splitlines())
+
+
 def test_ls_json_lists_every_run_with_its_numbers_eta_and_slurm_job(db: Path) -> None:
     result = cli(db, "ls", "--json")
     assert result.exit_code == 0, result.output

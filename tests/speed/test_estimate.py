@@ -97,7 +97,13 @@ def test_estimate_measures_once_caches_in_the_store_and_prints_json(tmp_path):
         '[[experiment]]\nname = "tiny"\ndataset = "digits"\nmodel = "cnn5"\nmethods = ["Random", "WS+init+KD1"]\n'
         "seeds = [0, 1]\nrounds = 2\ninitial = 40\nbudget = 40\nepochs = 3\nmilestones = [2]\ndevice = \"cpu\"\n"
     )
-    db = tmp_path / "altui.db"
+    db = tmp_path / "runs" / "altui.db"
+    # Before anything is queued: a read-only command measures, says it keeps nothing, creates nothing.
+    before = altui(db, "estimate", str(experiments), "tiny", "--device", "cpu", "--seconds", "0.1")
+    assert before.returncode == 0 and "measuring train" in before.stderr, before.stderr
+    assert f"measured now and not kept: there is no store at {db}" in before.stdout.replace("\n", "")
+    assert not (tmp_path / "runs").exists()
+    Store(db).close()  # what `altui queue` does first
     first = altui(db, "estimate", str(experiments), "tiny", "--json", "--device", "cpu", "--seconds", "0.2")
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)

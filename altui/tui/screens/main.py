@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from altui.spec import SpecError
 from altui.tui.backend import Snapshot
 from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, duration, run_target
-from altui.tui.messages import MarksChanged
+from altui.tui.messages import MarksChanged, ViewChanged
 from altui.tui.series import METRICS, compare_lines, means_series, runs_series
 from altui.tui.widgets.experiments import ExperimentsPane, ExperimentsTable
 from altui.tui.widgets.plot import PlotWidget
@@ -178,6 +178,9 @@ class MainScreen(Screen):
                 self.runs_table.set_view(experiment=name)
         self.update_context()
         self.update_plots()
+
+    def on_view_changed(self, event: ViewChanged) -> None:
+        self.update_context()  # a sort by key or header click shows at once; the app keeps the view
 
     def on_marks_changed(self, event: MarksChanged) -> None:
         self.update_context()

@@ -49,7 +49,8 @@ class StatusLine(Static):
              path: bool = False) -> None:
         """`title` first, then the queue, the worker, the run counts, the ETA and the clock. Where the
         line is too narrow, parts give way in this order so that the counts, ETA and clock stay whole:
-        the title when it is the store's `path` (to its name, then to nothing), the worker, the queue."""
+        the title when it is the store's `path` (to its name, then to nothing), the ETA's note (why
+        there is none), the worker, the queue."""
         parts: dict[str, Text] = {}
         if snapshot is not None:
             parts["queue"] = Text("queue paused" if snapshot.paused else "queue on",
@@ -67,9 +68,15 @@ class StatusLine(Static):
         options = [(t, []) for t in titles[:-1]] + [(titles[-1], d) for d in ([], ["worker"], ["worker", "queue"])]
         room = self.size.width - 2 if self.size.width else None
         for name, dropped in options:
-            line = self._line(name, error, snapshot, {k: v for k, v in parts.items() if k not in dropped})
+            kept = {k: v for k, v in parts.items() if k not in dropped}
+            line = self._line(name, error, snapshot, kept)
             if room is None or line.cell_len <= room:
                 break
+            if "eta" in kept and "(" in kept["eta"].plain:  # "ETA ? (not measured yet)" gives way first
+                kept["eta"] = Text(kept["eta"].plain.split(" (")[0])
+                line = self._line(name, error, snapshot, kept)
+                if line.cell_len <= room:
+                    break
         self.update(line)
 
     @staticmethod
