@@ -98,11 +98,14 @@ def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(means), tuple(stds)
 
 
+DATA_NOT_LOADED = "could not load the data set"  # `altui run` runs no more runs of a set that says so
+
+
 def _offline_error(name: str, folder: Path, files: list[str], download: bool, err: Exception) -> DataError:
     how = f"download failed: {' '.join(str(err).split())}" if download else "download was off"  # one line
     expected = ", ".join(str(folder / f) for f in files)
     return DataError(
-        f"{name}: could not load the data set ({how}). Expected files: {expected}. "
+        f"{name}: {DATA_NOT_LOADED} ({how}). Expected files: {expected}. "
         f"Put them in {folder}/ (or turn download on with internet access)."
     )
 

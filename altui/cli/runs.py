@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from collections import Counter
 from collections.abc import Iterator
@@ -142,14 +143,21 @@ def run(
 def run_in_turn(ctx: typer.Context, todo: list[dict[str, Any]], device: str | None) -> Counter[str]:
     """Run the queued runs one after another, with progress bars; how many ended how. Ctrl-C and a
     signal stop the whole command (Exit), a cancel from another shell only its run."""
+    from altui.al.data import DATA_NOT_LOADED
     from altui.execution import runner
 
     ended: Counter[str] = Counter()
+    unloadable: dict[str, str] = {}  # data set -> the run that could not load it
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with runner.stop_on_signals(signal.SIGTERM, signal.SIGHUP) as signals, ctrl_c_seen() as ctrl_c, \
             Progress(*columns, console=out) as progress:
         runs_task = progress.add_task("runs", total=len(todo))
         for r in todo:
+            dataset = json.loads(r["spec_json"] or "{}").get("dataset")
+            if dataset in unloadable:  # it would fail alike: said once, the run stays queued
+                ended["not run"] += 1
+                progress.advance(runs_task)
+                continue
             with open_store(ctx) as store:
                 claimed = store.claim(device or "foreground", run_id=r["id"])
             if claimed is None:
@@ -180,6 +188,13 @@ def run_in_turn(ctx: typer.Context, todo: list[dict[str, Any]], device: str | No
                     error = store.run(r["id"])["error"] or ""
                 progress.console.print(f"{printable(r['name'])}: failed: {printable(last_line(error))}", style="red",
                                        soft_wrap=True)
+                if dataset and DATA_NOT_LOADED in error:
+                    unloadable[dataset] = r["name"]
+        left = sum(1 for r in todo if json.loads(r["spec_json"] or "{}").get("dataset") in unloadable) - len(unloadable)
+        if left:
+            sets = ", ".join(unloadable)
+            progress.console.print(f"{left} more run(s) need {sets}, which could not be loaded: left queued, not run; "
+                                   "put the files in place and run the command again", style="red", soft_wrap=True)
     return ended
 
 

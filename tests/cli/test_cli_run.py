@@ -100,6 +100,24 @@ def test_an_unknown_experiment_name_lists_the_file_s_experiments(tmp_path):
     assert result.exit_code == 1 and "digits-demo" in result.output
 
 
+def test_a_data_set_that_cannot_be_loaded_is_said_once_and_its_other_runs_wait(tmp_path):
+    """Offline, without MNIST's files: the first run fails saying which files to put where; the five
+    others would fail alike, so they are not run (and not failed): one line says so."""
+    experiments = tmp_path / "experiments.toml"
+    experiments.write_text('[[experiment]]\nname = "m"\ndataset = "mnist"\nmodel = "cnn5"\nmethods = ["Random", '
+                           f'"Entropy"]\nseeds = [0, 1, 2]\nrounds = 2\ninitial = 20\nbudget = 20\nepochs = 1\n'
+                           f'download = false\ndata_root = "{tmp_path / "data"}"\ndevice = "cpu"\n')
+    db = tmp_path / "altui.db"
+    result = subprocess.run([*ALTUI, "--db", str(db), "run", str(experiments), "m"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.count("could not load the data set") == 1, result.stdout
+    assert "5 more run(s) need mnist, which could not be loaded: left queued, not run" in result.stdout
+    assert "m: finished (1 failed, 5 not run)" in result.stdout
+    with Store(db) as store:
+        assert [r["status"] for r in store.runs()] == ["failed"] + ["queued"] * 5
+
+
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_run_keeps_its_rounds_and_a_second_run_resumes(tmp_path):
     spec = tmp_path / "tiny.toml"
