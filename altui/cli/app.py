@@ -26,10 +26,10 @@ DEFAULT_DB = Path("runs") / "altui.db"
 EXPERIMENTS_FILE = Path("experiments.toml")
 
 # Consoles never read markup: "[bold]x" is a method name, "[/red]" a run reference.
-out = Console(markup=False, highlight=False)
-err = Console(stderr=True, markup=False, highlight=False)
+out = Console(markup=False, highlight=False, emoji=False)  # emoji: "file:100:10" is no 💯
+err = Console(stderr=True, markup=False, highlight=False, emoji=False)
 # Piped output (altui ls | grep ...) keeps whole run names instead of cutting them to 80 columns.
-wide = out if out.is_terminal else Console(width=240, markup=False, highlight=False)
+wide = out if out.is_terminal else Console(width=240, markup=False, highlight=False, emoji=False)
 
 
 def printable(text: str) -> str:

@@ -196,6 +196,15 @@ def foreign_sqlite(s: Scene) -> None:
     con.close()
 
 
+def append(s: Scene, text: str) -> None:
+    """More of the case's file, written by the setup: what is too big to keep in the repository."""
+    with open(s.file, "a") as f:
+        f.write(text)
+
+
+BAD_EXPERIMENT = '[[experiment]]\nname = "e{}"\ndataset = "digits"\nmodel = "cnn5"\nmethods = ["Rand"]\n'
+
+
 SETUPS: dict[str, Callable[[Scene], None]] = {
     "none": lambda s: None,
     "store": store,
@@ -221,6 +230,10 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
     "npz-test-only-class": lambda s: write_npz(s, x=images(6), y=np.arange(6) % 3, x_test=images(2),
                                                y_test=np.array([1, 7])),
     "cifar-planted": cifar_planted,
+    # issue 23: files too big or too many problems
+    "pad-2mb": lambda s: append(s, ("# padding" + " " * 90 + "\n") * 20_000),
+    "many-bad-experiments": lambda s: append(s, "".join(BAD_EXPERIMENT.format(i) for i in range(1, 5000))),
+    "sweep-100k": lambda s: append(s, f"weight_decay = [{', '.join(str(i / 1e6) for i in range(1, 100_001))}]\n"),
 }
 
 
