@@ -303,6 +303,21 @@ class RunsMixin(StoreBase):
 
     # ---- reads -------------------------------------------------------------------------------
 
+    def change_token(self) -> tuple[Any, ...]:
+        """A fingerprint of everything `runs()`, rounds, events and settings show, in one cheap query
+        (one scan of `runs`, no JSON; 20,000 runs: ~10 ms): equal tokens mean nothing changed but the
+        worker's heartbeat. Rounds, epochs and events only grow, and their rows come with a change of
+        their run's (status, attempt, heartbeat) when they are deleted."""
+        row = self.db.conn.execute("""
+            SELECT COUNT(*), MAX(id), TOTAL(attempt), TOTAL(id * length(status)), MAX(heartbeat_at),
+                MAX(started_at), MAX(finished_at), TOTAL(length(error)), TOTAL(pid),
+                TOTAL(length(COALESCE(slurm_job_id, '') || COALESCE(node, '') || COALESCE(slurm_reason, ''))),
+                (SELECT MAX(rowid) FROM rounds), (SELECT COUNT(*) FROM rounds), (SELECT MAX(rowid) FROM epochs),
+                (SELECT MAX(id) FROM events), (SELECT MAX(id) FROM experiments),
+                (SELECT group_concat(key || '=' || value, ';') FROM settings WHERE key != 'worker_heartbeat')
+            FROM runs""").fetchone()
+        return tuple(row)
+
     def run(self, run_id: int) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
         return rows[0] if rows else None
