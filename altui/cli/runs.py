@@ -113,8 +113,11 @@ def run(
     """Run an experiment's runs one after another in the foreground. Ctrl-C cancels the current run
     and keeps its completed rounds; running the command again resumes it. Exit code 0 when every run
     is done, 1 when one failed or was cancelled (docs/cli.md lists the others)."""
+    from altui.al.config import valid_device
     from altui.execution import runner
 
+    if device is not None and not valid_device(device):
+        fail(f"--device {device!r}: allowed: auto, cpu, cuda or cuda:N (N: digits 0-9)")
     spec = read_spec(file, max_runs)
     try:
         spec.get(name)  # before the store is opened: a wrong name creates or changes nothing

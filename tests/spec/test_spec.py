@@ -359,6 +359,7 @@ CASES: dict[str, list[Expect]] = {
                               Expect(7, f"{E}.milestones", "5000000 is out of range")],
     "integer-of-5000-digits": [Expect(None, "", "invalid TOML: Exceeds the limit (4300 digits)")],
     "problems-capped-at-20": [Expect(5, f"{E}.methods[0]", "unknown preset 'Rand'")],
+    "device-arabic-indic-digit": [Expect(6, f"{E}.device", "allowed: auto, cpu, cuda, cuda:N (N: digits 0-9)")],
 }
 
 
