@@ -257,7 +257,7 @@ def list_runs(
             fail(f"no experiment {experiment!r} in {db_path(ctx)} (see `altui ls`)")
         wide.print("[]" if as_json else printable(f"no runs in {db_path(ctx)}"))
         return
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
         everything = store.runs()  # one query; every run, for the queue's ETAs
         throughput = known_throughput(store)
@@ -442,7 +442,7 @@ def logs(
     <db folder>/<run id>/output.log."""
     import time
 
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         run_id = store.resolve([run])[0]
         last = print_events(store, run_id, 0)
         try:

@@ -260,6 +260,17 @@ def mnist_label_200(s: Scene) -> None:
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, 10) + labels.tobytes())
 
 
+def locked(s: Scene) -> None:
+    """Another program holds the store locked (exclusive locking mode, in a transaction) while the case runs."""
+    store(s)
+    con = sqlite3.connect(s.db, isolation_level=None)
+    con.execute("PRAGMA locking_mode = EXCLUSIVE")
+    con.execute("BEGIN EXCLUSIVE")
+    con.execute("SELECT COUNT(*) FROM runs").fetchone()
+    s.stack.callback(con.close)
+    s.stack.callback(con.execute, "ROLLBACK")
+
+
 BAD_EXPERIMENT = '[[experiment]]\nname = "e{}"\ndataset = "digits"\nmodel = "cnn5"\nmethods = ["Rand"]\n'
 
 
@@ -291,6 +302,7 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
     # issue 23: files too big or too many problems
     "pad-2mb": lambda s: append(s, ("# padding" + " " * 90 + "\n") * 20_000),
     "many-bad-experiments": lambda s: append(s, "".join(BAD_EXPERIMENT.format(i) for i in range(1, 5000))),
+    "locked": locked,
     # issue 23: data files
     "npz-huge-header": npz_huge_header,
     "png-bomb": png_bomb,
@@ -311,7 +323,7 @@ def store_state(db: Path, run_failed: bool) -> Any:
     if db.is_dir():
         return ("folder", sorted(p.name for p in db.iterdir()))
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)  # locked: its bytes
         try:
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             state = {}
