@@ -309,7 +309,9 @@ class RunsMixin(StoreBase):
         worker's heartbeat. Rounds, epochs and events only grow, and their rows come with a change of
         their run's (status, attempt, heartbeat) when they are deleted."""
         row = self.db.conn.execute("""
-            SELECT COUNT(*), MAX(id), TOTAL(attempt), TOTAL(id * length(status)), MAX(heartbeat_at),
+            SELECT COUNT(*), MAX(id), TOTAL(attempt), MAX(heartbeat_at),
+                TOTAL(id * CASE status WHEN 'queued' THEN 1 WHEN 'running' THEN 2 WHEN 'done' THEN 3
+                               WHEN 'failed' THEN 4 ELSE 5 END),
                 MAX(started_at), MAX(finished_at), TOTAL(length(error)), TOTAL(pid),
                 TOTAL(length(COALESCE(slurm_job_id, '') || COALESCE(node, '') || COALESCE(slurm_reason, ''))),
                 (SELECT MAX(rowid) FROM rounds), (SELECT COUNT(*) FROM rounds), (SELECT MAX(rowid) FROM epochs),
