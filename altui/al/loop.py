@@ -13,6 +13,7 @@ from torch import nn
 from altui.al import acquire
 from altui.al.config import ConfigError, RunConfig
 from altui.al.data import load_dataset
+from altui.al.diagnostics import diagnose
 from altui.al.models import LossPredictionModule, build_model
 from altui.al.probes import probe
 from altui.al.schedule import weight_decay_at
@@ -109,6 +110,11 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
         train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module, step, part, on_epoch)
         accuracy, test_loss, right = evaluate(model, data, cfg.eval_batch(device.type))
         train_seconds = time.perf_counter() - t0
+        diagnostics = None
+        if t > 0:  # the previous round's model: the teacher (kd1, kd2), and the picker of D_t's new images
+            previous = teacher if teacher is not None else _previous_model(model, prev_state)
+            diagnostics = diagnose(previous, model, data, labeled, seen,
+                                   cfg.kd_temperature if teacher is not None else 1.0, cfg.eval_batch(device.type))
 
         t0 = time.perf_counter()
         picks, scores = ([], []) if t == cfg.rounds - 1 else _acquire(cfg, t, model, loss_module, data, labeled)
@@ -122,10 +128,17 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
             round=t, n_labeled=cfg.n_labeled(t), accuracy=accuracy, test_loss=test_loss, weight_decay=lam,
             lr=cfg.lr, train_seconds=train_seconds, acquire_seconds=acquire_seconds, probes=probe(model),
             picks=picks, pick_scores=scores, pick_class_counts=class_counts.tolist(),
-            test_correct=CorrectImages.of(right.numpy()),
+            test_correct=CorrectImages.of(right.numpy()), teacher=diagnostics,
         )
         sink.log(f"round {t}: accuracy {accuracy:.4f}, {result.probes.effective_channels} effective channels")
         sink.round_done(result, ResumeState(t + 1, labeled, prev_state, init_state, ll_state))
+
+
+def _previous_model(model: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """The previous round's model (no random stream touched: a copy of this round's, its weights loaded)."""
+    previous = copy.deepcopy(model)
+    previous.load_state_dict(state)
+    return previous
 
 
 def _acquire(

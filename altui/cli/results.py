@@ -16,8 +16,8 @@ def export_table(
     ctx: typer.Context,
     format_: Annotated[str, typer.Option("--format", "-f", help="csv, json, jsonl, md or latex.")] = "csv",
     table: Annotated[str, typer.Option(
-        "--table", "-t", help="runs, rounds, epochs, channels, picks, or summary (mean and 95% bootstrap "
-                              "interval over seeds).")] = "summary",
+        "--table", "-t", help="runs, rounds, epochs, channels, picks, gammas, teacher, or summary (mean and "
+                              "95% bootstrap interval over seeds).")] = "summary",
     experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here, not to stdout.")] = None,
     interval: Annotated[str, typer.Option(

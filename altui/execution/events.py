@@ -120,11 +120,12 @@ class EventSink:
             pick_rows,
             round_row,
             save_checkpoint,
+            teacher_row,
         )
 
         save_checkpoint(state, checkpoint_file(self.run_dir, result.round))
         self.write("round", sync=True, row=round_row(result), channels=channel_rows(result),
-                   picks=pick_rows(result), gammas=gamma_rows(result))
+                   picks=pick_rows(result), gammas=gamma_rows(result), teacher=teacher_row(result))
         checkpoint_file(self.run_dir, result.round - 1).unlink(missing_ok=True)
         partial_file(self.run_dir).unlink(missing_ok=True)
         self.saved_at = time.monotonic()
@@ -242,7 +243,7 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
         elif kind == "round":
             got.round_jobs = {*(got.round_jobs or ()), e.get("job")}
             if e["row"]["round"] > last:  # rounds come in order; an earlier one is recorded
-                store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"])
+                store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"], e.get("teacher"))
                 last = e["row"]["round"]
                 got.rounds += 1
         elif kind == "start":

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from altui.results import claims, claims_table, figure5, gamma, paper_numbers, plotting
+from altui.results import claims, claims_table, distillation, figure5, gamma, paper_numbers, plotting
 from altui.results.paper_numbers import PaperQuote, PaperTable
 from altui.results.stats import BOOTSTRAP_RESAMPLES
 from altui.results.summary import SummaryRow, format_cell, markdown_table, summarize
@@ -132,6 +132,7 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         markdown_table(cells) if cells else "No round is recorded yet.\n",
     ]
     parts += _claims_section(store, experiment, runs)
+    parts += distillation.section(store, experiment)
     if cells:
         multi_round = max(r["rounds_done"] for r in runs) > 1
         metrics = ("accuracy", "weight_decay", "effective_channels") if multi_round else ("accuracy",)

@@ -283,10 +283,10 @@ class RunsMixin(StoreBase):
 
     def add_round(
         self, run_id: int, row: dict[str, Any], channels: list[dict[str, Any]], picks: list[dict[str, Any]],
-        gammas: list[dict[str, Any]] = (),
+        gammas: list[dict[str, Any]] = (), teacher: dict[str, Any] | None = None,
     ) -> None:
-        """A round's rows (rounds, channels, picks, gammas), all in one transaction. Recording a round
-        twice is an error."""
+        """A round's rows (rounds, channels, picks, gammas, teacher), all in one transaction. Recording
+        a round twice is an error."""
         with self._write() as db:
             if self.db.conn.execute(
                 "SELECT 1 FROM rounds WHERE run_id = ? AND round = ?", (run_id, row["round"])
@@ -296,6 +296,8 @@ class RunsMixin(StoreBase):
             db["channels"].insert_all({"run_id": run_id, "round": row["round"], **c} for c in channels)
             db["picks"].insert_all({"run_id": run_id, "round": row["round"], **p} for p in picks)
             db["gammas"].insert_all({"run_id": run_id, "round": row["round"], **g} for g in gammas)
+            if teacher is not None:
+                db["teacher"].insert({"run_id": run_id, "round": row["round"], **teacher})
 
     def log(self, run_id: int | None, message: str, level: str = "info") -> None:
         with self._write() as db:
