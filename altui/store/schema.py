@@ -177,7 +177,7 @@ def m006_slurm_reason(db: Database) -> None:
 
 
 @migrations()
-def m007_teacher_provenance(db: Database) -> None:
+def m008_teacher_provenance(db: Database) -> None:
     """Why distillation helps or hurts, and what can change a run's numbers (issue 22): the teacher
     diagnostics of every round t >= 1 (`teacher`), each epoch's mean CE and alpha * T^2 * KL term, and
     each run's provenance (torch and CUDA versions, device, threads, deterministic flags, compile,
