@@ -16,6 +16,7 @@ from altui.al.data import load_dataset
 from altui.al.diagnostics import diagnose
 from altui.al.models import LossPredictionModule, build_model
 from altui.al.probes import probe
+from altui.al.provenance import apply_threads, collect
 from altui.al.schedule import weight_decay_at
 from altui.al.sink import CorrectImages, EpochState, ResumeState, RoundResult, Sink
 from altui.al.tensors import DeviceData
@@ -52,6 +53,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
     `within`: the next round saved at the end of an epoch (it goes on from there); `on_epoch`: offered
     each epoch's state (train.train_round), to save it."""
     cfg.validate()
+    apply_threads(cfg)
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download, path=cfg.extra.get("path"))
     pool = ds.x.shape[0]
@@ -65,6 +67,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
         torch.backends.cudnn.benchmark = True
     in_channels, size = ds.x.shape[1], ds.x.shape[2]
     step = TrainStep(cfg.compile_on(device.type), device.type, sink.log)  # compiled once per process
+    sink.started(collect(cfg, device))
 
     def new_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)

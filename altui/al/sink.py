@@ -167,6 +167,10 @@ class EpochState:
 class Sink(Protocol):
     def log(self, message: str, level: str = "info") -> None: ...
 
+    def started(self, provenance: dict[str, Any]) -> None:
+        """Called once as the loop starts (or resumes): what can change its numbers (al/provenance.py)."""
+        ...
+
     def epoch_done(self, stats: EpochStats) -> None: ...
 
     def round_done(self, result: RoundResult, state: ResumeState) -> None:
@@ -182,9 +186,13 @@ class ListSink:
         self.epochs: list[EpochStats] = []
         self.rounds: list[RoundResult] = []
         self.states: list[ResumeState] = []
+        self.provenance: dict[str, Any] | None = None
 
     def log(self, message: str, level: str = "info") -> None:
         self.logs.append((level, message))
+
+    def started(self, provenance: dict[str, Any]) -> None:
+        self.provenance = provenance
 
     def epoch_done(self, stats: EpochStats) -> None:
         self.epochs.append(stats)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, check_experiment, err, fail, open_store, out
+from altui.cli.app import app, check_experiment, err, fail, open_store, out, printable
 
 
 @app.command("export")
@@ -158,13 +158,17 @@ def check_claims(
     """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""
     import json
 
-    from altui.results import claims, claims_table
+    from altui.results import claims, claims_table, provenance
 
     with open_store(ctx) as store:
         check_experiment(store, experiment)
         rows = claims.experiment_claims(store, experiment)
-        methods = [r["method"] for r in store.runs(experiment=experiment)]
+        runs = store.runs(experiment=experiment)
+        methods = [r["method"] for r in runs]
+    warning = provenance.warning(runs)
+    if warning:
+        err.print(f"warning: {printable(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return
-    sys.stdout.write(claims_table.markdown(rows, methods))
+    sys.stdout.write((f"> **Warning:** {warning}.\n\n" if warning else "") + claims_table.markdown(rows, methods))

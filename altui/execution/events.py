@@ -108,6 +108,9 @@ class EventSink:
     def log(self, message: str, level: str = "info") -> None:
         self.write("log", level=level, message=message)
 
+    def started(self, provenance: dict[str, Any]) -> None:
+        self.write("provenance", values=provenance)
+
     def epoch_done(self, stats: EpochStats) -> None:
         row = asdict(stats)
         del row["epochs"]
@@ -246,6 +249,9 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
                 store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"], e.get("teacher"))
                 last = e["row"]["round"]
                 got.rounds += 1
+        elif kind == "provenance":
+            for change in store.set_provenance(run_id, e["values"]):
+                store.log_once(run_id, e["at"], "warning", f"this attempt runs differently from the last: {change}")
         elif kind == "start":
             got.start = e
         elif kind == "end":

@@ -105,6 +105,12 @@ class StoreSink:
         if self.observer:
             self.observer.log(message, level)
 
+    def started(self, provenance: dict[str, Any]) -> None:
+        self.check()
+        changed = self.store.set_provenance(self.run_id, provenance)
+        if changed:
+            self.log(f"this attempt runs differently from the last: {'; '.join(changed)}", "warning")
+
     def epoch_done(self, stats: EpochStats) -> None:
         self.check()
         if not math.isfinite(stats.train_loss):  # the store keeps finite numbers only

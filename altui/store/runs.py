@@ -272,6 +272,20 @@ class RunsMixin(StoreBase):
 
     # ---- what a running run records ----------------------------------------------------------
 
+    PROVENANCE = ("torch_version", "cuda_version", "device_name", "threads", "deterministic", "compiled",
+                  "altui_version")
+
+    def set_provenance(self, run_id: int, values: dict[str, Any]) -> list[str]:
+        """Record what the run's process runs with (al/provenance.py); returns what changed from the
+        attempt recorded before ("threads 2 -> 1"), nothing on the first."""
+        values = {k: values.get(k) for k in self.PROVENANCE}
+        before = self.run(run_id) or {}
+        changed = [f"{k} {before[k]} -> {v}" for k, v in values.items()
+                   if before.get("torch_version") is not None and before.get(k) != v]
+        with self._write() as db:
+            db["runs"].update(run_id, values)
+        return changed
+
     def add_epoch(self, run_id: int, row: dict[str, Any]) -> None:
         """One epoch's numbers. Epochs of a round arrive in order, so later epochs already there are
         an earlier attempt's (a round re-run after a crash): they go, and the round's progress is

@@ -48,6 +48,10 @@ def test_a_wrong_teacher_shows_in_the_teacher_table(wrong_teacher_db: Path) -> N
     with Store(wrong_teacher_db) as store:
         ce, kd = (store.teacher(store.resolve([f"wrong/{m}/s0"])[0]) for m in METHODS)
         epochs = {m: store.epochs(store.resolve([f"wrong/{m}/s0"])[0]) for m in METHODS}
+        runs = [store.run(i) for i in store.resolve([f"wrong/{m}/s0" for m in METHODS])]
+    # each run records what can change its numbers: threads is a run setting (default 1), applied
+    assert all(r["threads"] == 1 and r["torch_version"] == torch.__version__ and r["compiled"] == 0
+               and r["device_name"].startswith("cpu") for r in runs)
     assert [r["round"] for r in ce] == [1] and [r["round"] for r in kd] == [1]  # rounds with a previous model
     ce, kd = ce[0], kd[0]
     # the teacher learned shuffled labels: near chance (10 classes) on the test set and on its picks
