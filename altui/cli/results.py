@@ -172,3 +172,26 @@ def check_claims(
         sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return
     sys.stdout.write((f"> **Warning:** {warning}.\n\n" if warning else "") + claims_table.markdown(rows, methods))
+
+
+@app.command("diff")
+def diff_runs(
+    ctx: typer.Context,
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="A run id or name.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Another run id or name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same as one JSON object.")] = False,
+) -> None:
+    """Two runs side by side: the settings and provenance that differ, then both runs' accuracy, λ_t,
+    effective channels and teacher diagnostics per round."""
+    import json
+    import shutil
+
+    from altui.results import diff
+
+    with open_store(ctx) as store:
+        result = diff.diff_runs(store, run_a, run_b)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    width = shutil.get_terminal_size((100, 24)).columns
+    sys.stdout.write(printable("\n".join(diff.diff_lines(result, width))) + "\n")

@@ -18,7 +18,8 @@ def _ids(ids: list[int]) -> str:
     return shown + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
 
 
-def _value(field: str, value: Any) -> str:
+def format_value(field: str, value: Any) -> str:
+    """A provenance value as the warnings name it (compile on/off, none for NULL)."""
     if value is None:
         return "none"
     if field == "compiled":
@@ -38,7 +39,8 @@ def provenance_differences(runs: Iterable[dict[str, Any]]) -> list[str]:
         for r in recorded:
             by_value[r.get(field)].append(r["id"])
         if len(by_value) > 1:
-            lines.append(f"{field}: " + ", ".join(f"{_value(field, v)} ({_ids(ids)})" for v, ids in by_value.items()))
+            values = (f"{format_value(field, v)} ({_ids(ids)})" for v, ids in by_value.items())
+            lines.append(f"{field}: " + ", ".join(values))
     return lines
 
 
