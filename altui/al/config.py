@@ -72,6 +72,9 @@ class RunConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     eval_batch_size: int | None = None  # None: 1024 on CUDA, 128 on the CPU (faster there; bench)
     compile: bool | str = "auto"  # torch.compile the training step; "auto": on CUDA, not on the CPU
+    # torch's intra-op threads in the run's process (0: the process's default, OMP_NUM_THREADS or the
+    # cores): a CPU run's numbers depend on it, so it is a setting (docs/method.md)
+    threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # dataset options (e.g. npz path)
 
     def eval_batch(self, device_type: str) -> int:
@@ -128,6 +131,7 @@ class RunConfig:
             ("ll_subset", self.ll_subset >= 1, "an integer >= 1"),
             ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
             ("eval_batch_size", self.eval_batch_size is None or self.eval_batch_size >= 1, "an integer >= 1"),
+            ("threads", self.threads >= 0, "an integer >= 0 (0: the process's default)"),
         ]
         for key in ("weight_decay", "kd_alpha", "kd_temperature", "lr", "lr_gamma", "momentum", "ll_margin",
                     "ll_weight"):  # JSON has no inf or nan, nor has training

@@ -22,7 +22,22 @@ def kd_loss(
     seen: torch.Tensor | None = None,
     seen_fraction: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
-    """(1 - alpha) * CE + alpha * T^2 * KL term over one minibatch drawn uniformly from D_t.
+    """(1 - alpha) * CE + alpha * T^2 * KL term over one minibatch (kd_terms)."""
+    ce, kd = kd_terms(student, teacher, targets, alpha, temperature, seen, seen_fraction)
+    return (1.0 - alpha) * ce + kd
+
+
+def kd_terms(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    seen: torch.Tensor | None = None,
+    seen_fraction: float | torch.Tensor = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of the loss over one minibatch drawn uniformly from D_t: the mean CE (unweighted)
+    and alpha * T^2 * KL term; the loss is (1 - alpha) * CE + the second (the epochs table keeps both).
 
     kd1 (`seen` is None): the KL term is the batch mean, an estimate of eq. 11's mean over D_t.
     kd2: `seen` marks the batch's samples of D_{t-1} and `seen_fraction` = |D_{t-1}| / |D_t|; the sum
@@ -35,4 +50,4 @@ def kd_loss(
         kd = kl.mean()
     else:
         kd = (kl * seen).sum() / (kl.shape[0] * seen_fraction)
-    return (1.0 - alpha) * ce + alpha * temperature**2 * kd
+    return ce, alpha * temperature**2 * kd

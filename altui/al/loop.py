@@ -13,8 +13,10 @@ from torch import nn
 from altui.al import acquire
 from altui.al.config import ConfigError, RunConfig
 from altui.al.data import load_dataset
+from altui.al.diagnostics import diagnose
 from altui.al.models import LossPredictionModule, build_model
 from altui.al.probes import probe
+from altui.al.provenance import apply_threads, collect
 from altui.al.schedule import weight_decay_at
 from altui.al.sink import CorrectImages, EpochState, ResumeState, RoundResult, Sink
 from altui.al.tensors import DeviceData
@@ -55,6 +57,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
     `within`: the next round saved at the end of an epoch (it goes on from there); `on_epoch`: offered
     each epoch's state (train.train_round), to save it."""
     cfg.validate()
+    apply_threads(cfg)
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download, path=cfg.extra.get("path"))
     pool = ds.x.shape[0]
@@ -68,6 +71,7 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
         torch.backends.cudnn.benchmark = True
     in_channels, size = ds.x.shape[1], ds.x.shape[2]
     step = TrainStep(cfg.compile_on(device.type), device.type, sink.log)  # compiled once per process
+    sink.started(collect(cfg, device))
 
     def new_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -113,6 +117,11 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
         train_round(cfg, t, model, data, labeled_t, lam, gen, sink, teacher, seen, loss_module, step, part, on_epoch)
         accuracy, test_loss, right = evaluate(model, data, cfg.eval_batch(device.type))
         train_seconds = time.perf_counter() - t0
+        diagnostics = None
+        if t > 0:  # the previous round's model: the teacher (kd1, kd2), and the picker of D_t's new images
+            previous = teacher if teacher is not None else _previous_model(model, prev_state)
+            diagnostics = diagnose(previous, model, data, labeled, seen,
+                                   cfg.kd_temperature if teacher is not None else 1.0, cfg.eval_batch(device.type))
 
         t0 = time.perf_counter()
         picks, scores = ([], []) if t == cfg.rounds - 1 else _acquire(cfg, t, model, loss_module, data, labeled)
@@ -126,10 +135,17 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
             round=t, n_labeled=cfg.n_labeled(t), accuracy=accuracy, test_loss=test_loss, weight_decay=lam,
             lr=cfg.lr, train_seconds=train_seconds, acquire_seconds=acquire_seconds, probes=probe(model),
             picks=picks, pick_scores=scores, pick_class_counts=class_counts.tolist(),
-            test_correct=CorrectImages.of(right.numpy()),
+            test_correct=CorrectImages.of(right.numpy()), teacher=diagnostics,
         )
         sink.log(f"round {t}: accuracy {accuracy:.4f}, {result.probes.effective_channels} effective channels")
         sink.round_done(result, ResumeState(t + 1, labeled, prev_state, init_state, ll_state))
+
+
+def _previous_model(model: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """The previous round's model (no random stream touched: a copy of this round's, its weights loaded)."""
+    previous = copy.deepcopy(model)
+    previous.load_state_dict(state)
+    return previous
 
 
 def _acquire(

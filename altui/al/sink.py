@@ -22,6 +22,8 @@ class EpochStats:
     train_accuracy: float
     lr: float
     images_per_second: float
+    train_ce: float | None = None  # the epoch's mean cross-entropy on the labels (unweighted)
+    train_kd: float | None = None  # the epoch's mean alpha * T^2 * KL term; None without a teacher
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,20 @@ class CorrectImages:
 
 
 @dataclass(frozen=True)
+class TeacherDiagnostics:
+    """Why distillation helps or hurts, per round t >= 1 (altui/al/diagnostics.py computes them)."""
+
+    temperature: float  # T of the confidence: the run's kd_temperature with a teacher, else 1
+    teacher_test_accuracy: float
+    teacher_prev_accuracy: float  # on D_{t-1}, the labels it was trained on
+    teacher_labeled_accuracy: float  # on D_t
+    teacher_picks_accuracy: float  # on the round's new picks
+    teacher_picks_confidence: float  # mean max softmax(logits / T) on the new picks
+    student_prev_fit: float  # the trained student's accuracy on D_{t-1}
+    student_picks_fit: float  # ... and on the new picks
+
+
+@dataclass(frozen=True)
 class RoundResult:
     round: int
     n_labeled: int  # labels the model of this round was trained on
@@ -93,6 +109,7 @@ class RoundResult:
     pick_scores: list[float]  # acquisition score of each pick (random: 0.0)
     pick_class_counts: list[int]  # picks per class, len = number of classes
     test_correct: CorrectImages | None = None  # which test images this round's model got right
+    teacher: TeacherDiagnostics | None = None  # rounds >= 1: the previous model and the student's fit
 
     @property
     def pick_mean_score(self) -> float | None:
@@ -150,6 +167,10 @@ class EpochState:
 class Sink(Protocol):
     def log(self, message: str, level: str = "info") -> None: ...
 
+    def started(self, provenance: dict[str, Any]) -> None:
+        """Called once as the loop starts (or resumes): what can change its numbers (al/provenance.py)."""
+        ...
+
     def epoch_done(self, stats: EpochStats) -> None: ...
 
     def round_done(self, result: RoundResult, state: ResumeState) -> None:
@@ -165,9 +186,13 @@ class ListSink:
         self.epochs: list[EpochStats] = []
         self.rounds: list[RoundResult] = []
         self.states: list[ResumeState] = []
+        self.provenance: dict[str, Any] | None = None
 
     def log(self, message: str, level: str = "info") -> None:
         self.logs.append((level, message))
+
+    def started(self, provenance: dict[str, Any]) -> None:
+        self.provenance = provenance
 
     def epoch_done(self, stats: EpochStats) -> None:
         self.epochs.append(stats)

@@ -25,7 +25,7 @@ from torch import nn
 
 from altui.al.acquire import ranking_loss
 from altui.al.config import RunConfig
-from altui.al.distill import kd_loss
+from altui.al.distill import kd_terms
 from altui.al.schedule import param_groups
 from altui.al.sink import EpochState, EpochStats, Sink
 from altui.al.tensors import DeviceData, crop_flip
@@ -35,8 +35,9 @@ def batch_loss(
     model: nn.Module, teacher: nn.Module | None, loss_module: nn.Module | None, xb: torch.Tensor,
     yb: torch.Tensor, seen: torch.Tensor | None, seen_fraction: torch.Tensor, detach_features: bool,
     kd_alpha: float, kd_temperature: float, ll_margin: float, ll_weight: float, use_bf16: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch's training loss and its number of correct predictions, both on the device.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch's training loss, its number of correct predictions, its mean CE and its mean
+    alpha * T^2 * KL term (zero without a teacher), all on the device.
 
     teacher: kd1/kd2 (`seen` marks the batch's samples of D_{t-1} for kd2, `seen_fraction` is
     |D_{t-1}| / |D_t| as a device scalar, so that a new round is no new constant to compile);
@@ -51,11 +52,13 @@ def batch_loss(
         per_sample = None
         if teacher is None:
             per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
-            loss = per_sample.mean()
+            loss = ce = per_sample.mean()
+            kd = torch.zeros((), device=xb.device)
         else:
             with torch.no_grad():  # not inference_mode: its tensors cannot enter autograd
                 t_logits = teacher(xb)
-            loss = kd_loss(logits, t_logits, yb, kd_alpha, kd_temperature, seen=seen, seen_fraction=seen_fraction)
+            ce, kd = kd_terms(logits, t_logits, yb, kd_alpha, kd_temperature, seen=seen, seen_fraction=seen_fraction)
+            loss = (1.0 - kd_alpha) * ce + kd  # distill.kd_loss, with its parts kept for the epochs table
         if loss_module is not None:
             if detach_features:  # Yoo & Kweon: stop the module's gradient into the backbone
                 feats = [f.detach() for f in feats]
@@ -63,7 +66,7 @@ def batch_loss(
                 per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
             predicted = loss_module(feats).float()
             loss = loss + ll_weight * ranking_loss(predicted, per_sample, ll_margin)
-    return loss, (logits.detach().argmax(1) == yb).sum()
+    return loss, (logits.detach().argmax(1) == yb).sum(), ce.detach(), kd.detach()
 
 
 # Two entry points with their own code objects, so that dynamo keeps their compilations apart.
@@ -131,7 +134,7 @@ class TrainStep:
     def __call__(
         self, cfg: RunConfig, model: nn.Module, teacher: nn.Module | None, loss_module: nn.Module | None,
         xb: torch.Tensor, yb: torch.Tensor, seen: torch.Tensor | None, seen_fraction: torch.Tensor, detach: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, ...]:
         args = (model, teacher, loss_module, xb, yb, seen, seen_fraction, detach, cfg.kd_alpha,
                 cfg.kd_temperature, cfg.ll_margin, cfg.ll_weight, self.device_type == "cuda")
         if not self.active:
@@ -148,7 +151,7 @@ class TrainStep:
             self._give_up(e)
             return batch_loss(*args)
 
-    def _run(self, full: bool, args: tuple, first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, full: bool, args: tuple, first: bool = False) -> tuple[torch.Tensor, ...]:
         """`first`: the variant's first call, which compiles it (a run's float settings become
         constants of the graph); later calls only run it (no per-step config switching: it costs)."""
         fn = compiled_function(self.device_type, full)
@@ -164,7 +167,7 @@ class TrainStep:
         with torch.compiler.set_stance("eager_on_recompile"):  # a size the graph does not cover: eager
             return fn(*args)
 
-    def _call(self, fn: Callable, full: bool, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    def _call(self, fn: Callable, full: bool, args: tuple) -> tuple[torch.Tensor, ...]:
         if full and self.device_type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
         return fn(*args)
@@ -174,7 +177,7 @@ class TrainStep:
         model, teacher, loss_module = (copy.deepcopy(m) if m is not None else None for m in args[:3])
         start = time.perf_counter()
         for _ in range(3 if full and self.device_type == "cuda" else 1):  # CUDA graphs: warm-up, record, replay
-            loss, _ = self._run(full, (model, teacher, loss_module, *args[3:]), first=True)
+            loss, *_ = self._run(full, (model, teacher, loss_module, *args[3:]), first=True)
             loss.backward()
         seconds = time.perf_counter() - start
         if seconds > 1.0:
@@ -254,6 +257,7 @@ def train_round(
         detach = loss_module is not None and epoch > cfg.ll_stop
         lr = opt.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=dev)
+        parts_sum = torch.zeros(2, device=dev)  # CE, alpha * T^2 * KL
         correct = torch.zeros((), device=dev, dtype=torch.long)
         perm = torch.randperm(n, device=dev, generator=generator)
         for s in range(0, n, cfg.batch_size):
@@ -263,19 +267,22 @@ def train_round(
             if data.augment:
                 xb = crop_flip(xb, generator)
             xb, yb = data.normalize(xb), data.y[idx]
-            loss, hits = step(cfg, model, teacher, loss_module, xb, yb,
+            loss, hits, ce, kd = step(cfg, model, teacher, loss_module, xb, yb,
                               is_seen[pos].float() if kd2 else None, seen_fraction, detach)
             loss_sum += loss.detach() * idx.shape[0]  # before backward: CUDA graphs reuse output memory
+            parts_sum += torch.stack((ce, kd)) * idx.shape[0]
             correct += hits
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         sched.step()
         loss_value, correct_value = loss_sum.item(), correct.item()  # the epoch's one host sync
+        ce_value, kd_value = (parts_sum / n).tolist()
         seconds = time.perf_counter() - start
         sink.epoch_done(EpochStats(
             round=round_, epoch=epoch, epochs=cfg.epochs, train_loss=loss_value / n,
             train_accuracy=correct_value / n, lr=lr, images_per_second=n / max(seconds, 1e-9),
+            train_ce=ce_value, train_kd=kd_value if teacher is not None else None,
         ))
         if on_epoch is not None and epoch < cfg.epochs:  # the last epoch's state is the round's
             on_epoch(lambda epoch=epoch: state(epoch))

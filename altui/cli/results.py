@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from altui.cli.app import app, check_experiment, err, fail, open_store, out
+from altui.cli.app import app, check_experiment, err, fail, open_store, out, printable
 from altui.cli.completion import complete_experiment, complete_run_or_experiment, values_of
 
 
@@ -163,13 +163,40 @@ def check_claims(
     """Which of the paper's claims an experiment's runs support: paired seeds, bootstrap interval, verdict."""
     import json
 
-    from altui.results import claims, claims_table
+    from altui.results import claims, claims_table, provenance
 
     with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
         rows = claims.experiment_claims(store, experiment)
-        methods = [r["method"] for r in store.runs(experiment=experiment)]
+        runs = store.runs(experiment=experiment)
+        methods = [r["method"] for r in runs]
+    warning = provenance.warning(runs)
+    if warning:
+        err.print(f"warning: {printable(warning)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return
-    sys.stdout.write(claims_table.markdown(rows, methods))
+    sys.stdout.write((f"> **Warning:** {warning}.\n\n" if warning else "") + claims_table.markdown(rows, methods))
+
+
+@app.command("diff")
+def diff_runs(
+    ctx: typer.Context,
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="A run id or name.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Another run id or name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same as one JSON object.")] = False,
+) -> None:
+    """Two runs side by side: the settings and provenance that differ, then both runs' accuracy, λ_t,
+    effective channels and teacher diagnostics per round."""
+    import json
+    import shutil
+
+    from altui.results import diff
+
+    with open_store(ctx) as store:
+        result = diff.diff_runs(store, run_a, run_b)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    width = shutil.get_terminal_size((100, 24)).columns
+    sys.stdout.write(printable("\n".join(diff.diff_lines(result, width))) + "\n")

@@ -108,6 +108,9 @@ class EventSink:
     def log(self, message: str, level: str = "info") -> None:
         self.write("log", level=level, message=message)
 
+    def started(self, provenance: dict[str, Any]) -> None:
+        self.write("provenance", values=provenance)
+
     def epoch_done(self, stats: EpochStats) -> None:
         row = asdict(stats)
         del row["epochs"]
@@ -120,11 +123,12 @@ class EventSink:
             pick_rows,
             round_row,
             save_checkpoint,
+            teacher_row,
         )
 
         save_checkpoint(state, checkpoint_file(self.run_dir, result.round))
         self.write("round", sync=True, row=round_row(result), channels=channel_rows(result),
-                   picks=pick_rows(result), gammas=gamma_rows(result))
+                   picks=pick_rows(result), gammas=gamma_rows(result), teacher=teacher_row(result))
         checkpoint_file(self.run_dir, result.round - 1).unlink(missing_ok=True)
         partial_file(self.run_dir).unlink(missing_ok=True)
         self.saved_at = time.monotonic()
@@ -242,9 +246,12 @@ def ingest(store: Store, run_id: int, events: list[dict[str, Any]]) -> Ingested:
         elif kind == "round":
             got.round_jobs = {*(got.round_jobs or ()), e.get("job")}
             if e["row"]["round"] > last:  # rounds come in order; an earlier one is recorded
-                store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"])
+                store.add_round(run_id, e["row"], e["channels"], e["picks"], e["gammas"], e.get("teacher"))
                 last = e["row"]["round"]
                 got.rounds += 1
+        elif kind == "provenance":
+            for change in store.set_provenance(run_id, e["values"]):
+                store.log_once(run_id, e["at"], "warning", f"this attempt runs differently from the last: {change}")
         elif kind == "start":
             got.start = e
         elif kind == "end":

@@ -5,6 +5,7 @@ and the checkpoint that resumes a run after a round (save_checkpoint, load_check
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -35,6 +36,11 @@ def round_row(r: RoundResult) -> dict[str, Any]:
         "test_images": r.test_correct.images if r.test_correct else None,
         "test_correct": r.test_correct.text() if r.test_correct else None,
     }
+
+
+def teacher_row(r: RoundResult) -> dict[str, Any] | None:
+    """The round's teacher diagnostics (rounds >= 1), as the `teacher` table keeps them."""
+    return dataclasses.asdict(r.teacher) if r.teacher is not None else None
 
 
 def channel_rows(r: RoundResult) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from altui.execution.records import (
     pick_rows,
     round_row,
     save_checkpoint,
+    teacher_row,
 )
 from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full
 from altui.store import Store, StoreError, checkpoint_file, partial_file
@@ -104,6 +105,12 @@ class StoreSink:
         if self.observer:
             self.observer.log(message, level)
 
+    def started(self, provenance: dict[str, Any]) -> None:
+        self.check()
+        changed = self.store.set_provenance(self.run_id, provenance)
+        if changed:
+            self.log(f"this attempt runs differently from the last: {'; '.join(changed)}", "warning")
+
     def epoch_done(self, stats: EpochStats) -> None:
         self.check()
         if not math.isfinite(stats.train_loss):  # the store keeps finite numbers only
@@ -123,7 +130,7 @@ class StoreSink:
         path = self.store.checkpoint_path(self.run_id, result.round)
         save_checkpoint(state, path)  # creates the run's folder (a planted link refused)
         self.store.add_round(self.run_id, round_row(result), channel_rows(result), pick_rows(result),
-                             gamma_rows(result))
+                             gamma_rows(result), teacher_row(result))
         previous = self.store.checkpoint_path(self.run_id, result.round - 1)
         previous.unlink(missing_ok=True)  # only the last round's checkpoint is needed to resume
         if self.observer:

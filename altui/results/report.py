@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from altui.results import claims, claims_table, figure5, gamma, paper_numbers, plotting
+from altui.results import claims, claims_table, distillation, figure5, gamma, paper_numbers, plotting, provenance
 from altui.results.paper_numbers import PaperQuote, PaperTable
 from altui.results.stats import BOOTSTRAP_RESAMPLES
 from altui.results.summary import SummaryRow, format_cell, markdown_table, summarize
@@ -123,6 +123,7 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         f"# Reproduction report: {experiment}\n",
         f"Store `{store.path}`, generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.{figure}\n",
         f"{len(runs)} runs ({statuses or 'none'}); seeds {', '.join(map(str, seeds)) or '–'}.\n",
+        *_provenance_warning(runs),
         "## Settings\n",
         f"```json\n{json.dumps(json.loads(row['spec_json']), indent=2)}\n```\n",
         "## Results\n",
@@ -132,6 +133,7 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         markdown_table(cells) if cells else "No round is recorded yet.\n",
     ]
     parts += _claims_section(store, experiment, runs)
+    parts += distillation.section(store, experiment)
     if cells:
         multi_round = max(r["rounds_done"] for r in runs) > 1
         metrics = ("accuracy", "weight_decay", "effective_channels") if multi_round else ("accuracy",)
@@ -139,6 +141,11 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         parts += _gamma_figure(store, experiment, out)
     parts += _paper_section(store, experiment, cells)
     return "\n".join(parts)
+
+
+def _provenance_warning(runs: list[dict[str, Any]]) -> list[str]:
+    text = provenance.warning(runs)
+    return [f"> **Warning:** {text}.\n"] if text else []
 
 
 def _claims_section(store: Store, experiment: str, runs: list[dict[str, Any]]) -> list[str]:

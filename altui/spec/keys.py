@@ -29,6 +29,7 @@ FIELD_KINDS: dict[str, str] = {
     "pool_subset": "int", "subset_seed": "int", "ll_subset": "int", "ll_stop_epoch": "int",
     "ll_margin": "float", "ll_weight": "float",
     "device": "str", "eval_batch_size": "int", "compile": "bool|auto",
+    "threads": "int",
 }
 # What a method table may set (besides `name` and `preset`): the method, not the protocol or training.
 METHOD_FIELDS = (
@@ -59,6 +60,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "kd_temperature": (lambda v: 0.01 <= v <= 1000, "a number in [0.01, 1000] (the logits are divided by T, "
                                                    "the loss multiplied by T²)"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "threads": (lambda v: v >= 0, "an integer >= 0 (0: the process's default)"),
 }
 # The largest value of each integer setting: what can work (a pool of more than 10**9 images does not fit
 # in memory, each round labels at least one sample), so that a typo of 2**64 is refused, not run.

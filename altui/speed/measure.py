@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import multiprocessing as mp
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from altui.al.loop import cpu_state
 from altui.al.models import LossPredictionModule, build_model
 from altui.al.presets import RECIPES
 from altui.al.probes import probe
+from altui.al.provenance import cpu_model
 from altui.al.sink import EpochStats, ListSink, ResumeState, RoundResult
 from altui.al.tensors import DeviceData
 from altui.al.train import TrainStep, train_round
@@ -66,16 +66,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:

@@ -19,6 +19,23 @@ class ResultsMixin(StoreBase):
         row = self.db.conn.execute("SELECT MAX(round) FROM rounds WHERE run_id = ?", (run_id,)).fetchone()
         return -1 if row[0] is None else row[0]
 
+    def teacher(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's teacher diagnostics (rounds >= 1), by round."""
+        return self._rows("SELECT * FROM teacher WHERE run_id = ? ORDER BY round", (run_id,))
+
+    def teacher_rows(self, experiment: str) -> list[dict[str, Any]]:
+        """An experiment's teacher diagnostics per run and round, with the run's method, sweep point
+        and seed, the round's N_t and test accuracy, and the last epoch's mean CE and alpha * T^2 * KL term."""
+        return self._rows("""
+            SELECT r.id AS run_id, r.method, r.sweep_json, r.seed, t.*, x.n_labeled, x.accuracy,
+                p.train_ce, p.train_kd
+            FROM teacher t JOIN runs r ON r.id = t.run_id JOIN experiments e ON e.id = r.experiment_id
+            JOIN rounds x ON x.run_id = t.run_id AND x.round = t.round
+            LEFT JOIN epochs p ON p.run_id = t.run_id AND p.round = t.round
+                AND p.epoch = (SELECT MAX(epoch) FROM epochs q WHERE q.run_id = t.run_id AND q.round = t.round)
+            WHERE e.name = ?
+            ORDER BY r.id, t.round""", (experiment,))
+
     def epochs(self, run_id: int, round_: int | None = None) -> list[dict[str, Any]]:
         """A run's epoch rows (training loss, accuracy, lr, throughput), of one round when `round_` is given."""
         if round_ is not None:
@@ -50,7 +67,7 @@ class ResultsMixin(StoreBase):
 
     # ---- report reads ------------------------------------------------------------------------
 
-    EXPORT_TABLES = ("runs", "rounds", "epochs", "channels", "picks", "gammas")
+    EXPORT_TABLES = ("runs", "rounds", "epochs", "channels", "picks", "gammas", "teacher")
 
     def export_columns(self, table: str) -> list[str]:
         """The columns of a raw table that `export_rows` yields, in schema order."""
@@ -63,7 +80,7 @@ class ResultsMixin(StoreBase):
         self._check_export_table(table)
         order = {"runs": "t.id", "rounds": "t.run_id, t.round", "epochs": "t.run_id, t.round, t.epoch",
                  "channels": "t.run_id, t.round, t.rowid", "picks": "t.run_id, t.round, t.rowid",
-                 "gammas": "t.run_id, t.round, t.rowid"}[table]
+                 "gammas": "t.run_id, t.round, t.rowid", "teacher": "t.run_id, t.round"}[table]
         run = "t" if table == "runs" else "r"
         join = "" if table == "runs" else "JOIN runs r ON r.id = t.run_id"
         where, params = ("WHERE e.name = ?", [experiment]) if experiment else ("", [])

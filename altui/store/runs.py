@@ -272,6 +272,20 @@ class RunsMixin(StoreBase):
 
     # ---- what a running run records ----------------------------------------------------------
 
+    PROVENANCE = ("torch_version", "cuda_version", "device_name", "threads", "deterministic", "compiled",
+                  "altui_version")
+
+    def set_provenance(self, run_id: int, values: dict[str, Any]) -> list[str]:
+        """Record what the run's process runs with (al/provenance.py); returns what changed from the
+        attempt recorded before ("threads 2 -> 1"), nothing on the first."""
+        values = {k: values.get(k) for k in self.PROVENANCE}
+        before = self.run(run_id) or {}
+        changed = [f"{k} {before[k]} -> {v}" for k, v in values.items()
+                   if before.get("torch_version") is not None and before.get(k) != v]
+        with self._write() as db:
+            db["runs"].update(run_id, values)
+        return changed
+
     def add_epoch(self, run_id: int, row: dict[str, Any]) -> None:
         """One epoch's numbers. Epochs of a round arrive in order, so later epochs already there are
         an earlier attempt's (a round re-run after a crash): they go, and the round's progress is
@@ -283,10 +297,10 @@ class RunsMixin(StoreBase):
 
     def add_round(
         self, run_id: int, row: dict[str, Any], channels: list[dict[str, Any]], picks: list[dict[str, Any]],
-        gammas: list[dict[str, Any]] = (),
+        gammas: list[dict[str, Any]] = (), teacher: dict[str, Any] | None = None,
     ) -> None:
-        """A round's rows (rounds, channels, picks, gammas), all in one transaction. Recording a round
-        twice is an error."""
+        """A round's rows (rounds, channels, picks, gammas, teacher), all in one transaction. Recording
+        a round twice is an error."""
         with self._write() as db:
             if self.db.conn.execute(
                 "SELECT 1 FROM rounds WHERE run_id = ? AND round = ?", (run_id, row["round"])
@@ -296,6 +310,8 @@ class RunsMixin(StoreBase):
             db["channels"].insert_all({"run_id": run_id, "round": row["round"], **c} for c in channels)
             db["picks"].insert_all({"run_id": run_id, "round": row["round"], **p} for p in picks)
             db["gammas"].insert_all({"run_id": run_id, "round": row["round"], **g} for g in gammas)
+            if teacher is not None:
+                db["teacher"].insert({"run_id": run_id, "round": row["round"], **teacher})
 
     def log(self, run_id: int | None, message: str, level: str = "info") -> None:
         with self._write() as db:

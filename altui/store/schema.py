@@ -174,3 +174,37 @@ def m006_slurm_reason(db: Database) -> None:
     """Why a Slurm job's run waits: Slurm's pending reason (Resources, Priority, ReqNodeNotAvail, ...)
     while its job is pending; NULL otherwise."""
     db.executescript("ALTER TABLE runs ADD COLUMN slurm_reason TEXT;")
+
+
+@migrations()
+def m008_teacher_provenance(db: Database) -> None:
+    """Why distillation helps or hurts, and what can change a run's numbers (issue 22): the teacher
+    diagnostics of every round t >= 1 (`teacher`), each epoch's mean CE and alpha * T^2 * KL term, and
+    each run's provenance (torch and CUDA versions, device, threads, deterministic flags, compile,
+    altui version). NULL in rows recorded before this migration."""
+    db.executescript(
+        """
+        CREATE TABLE teacher (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            round INTEGER NOT NULL,
+            temperature REAL NOT NULL,
+            teacher_test_accuracy REAL NOT NULL,
+            teacher_prev_accuracy REAL NOT NULL,
+            teacher_labeled_accuracy REAL NOT NULL,
+            teacher_picks_accuracy REAL NOT NULL,
+            teacher_picks_confidence REAL NOT NULL,
+            student_prev_fit REAL NOT NULL,
+            student_picks_fit REAL NOT NULL,
+            PRIMARY KEY (run_id, round)
+        );
+        ALTER TABLE epochs ADD COLUMN train_ce REAL;
+        ALTER TABLE epochs ADD COLUMN train_kd REAL;
+        ALTER TABLE runs ADD COLUMN torch_version TEXT;
+        ALTER TABLE runs ADD COLUMN cuda_version TEXT;
+        ALTER TABLE runs ADD COLUMN device_name TEXT;
+        ALTER TABLE runs ADD COLUMN threads INTEGER;
+        ALTER TABLE runs ADD COLUMN deterministic TEXT;
+        ALTER TABLE runs ADD COLUMN compiled INTEGER;
+        ALTER TABLE runs ADD COLUMN altui_version TEXT;
+        """
+    )

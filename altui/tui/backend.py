@@ -60,6 +60,7 @@ class RunDetail:
     paper_layer: str | None = None  # the batch norm of the paper's Figure 5 for the run's model
     paper_gammas: list[dict[str, Any]] = field(default_factory=list)  # its `gammas` rows, by round
     epochs: list[dict[str, Any]] = field(default_factory=list)  # a running run's round in progress, by epoch
+    teacher: list[dict[str, Any]] = field(default_factory=list)  # its `teacher` rows (rounds >= 1), by round
 
 
 def worker_slots(worker: dict[str, Any] | None) -> int:
@@ -127,7 +128,8 @@ class Backend:
         # Touched only by the polling thread (polls never overlap).
         self._spec_state: ExperimentsState | None = None
         self._curves: dict[int, tuple[int, list[dict[str, Any]]]] = {}
-        self._layers: dict[int, tuple[int, str | None, list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        self._layers: dict[int, tuple[int, str | None, list[dict[str, Any]], list[dict[str, Any]],
+                                      list[dict[str, Any]]]] = {}
         self._speed: tuple[float, dict[tuple[str, int], float]] | None = None
         self._last: tuple[tuple[Any, ...], float, Snapshot] | None = None  # (change token, when, snapshot)
         self.incremental = incremental  # False: read everything at every poll (the benchmark's baseline)
@@ -172,11 +174,11 @@ class Backend:
         if cached is None or cached[0] != run["rounds_done"]:
             layer = PAPER_LAYER.get(json.loads(run["spec_json"]).get("model", ""))
             cached = (run["rounds_done"], layer, store.channels(run["id"]),
-                      store.gammas(run["id"], layer) if layer else [])
+                      store.gammas(run["id"], layer) if layer else [], store.teacher(run["id"]))
             self._layers[run["id"]] = cached
-        _, layer, channels, gammas = cached
+        _, layer, channels, gammas, teacher = cached
         live = store.epochs(run["id"], run["rounds_done"]) if run["status"] == "running" else []
-        return RunDetail(run, rounds, channels, store.events(run["id"], limit=50), layer, gammas, live)
+        return RunDetail(run, rounds, channels, store.events(run["id"], limit=50), layer, gammas, live, teacher)
 
     def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
         """known_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""

@@ -109,6 +109,9 @@ def test_the_events_file_ingests_once_and_matches_a_run_that_writes_the_store(tm
 
         for table in ("rounds", "channels", "picks", "gammas"):  # the same run, through either sink
             assert rows(table, ids[1]) == rows(table, ids[0]), table
+        local, node = store.run(ids[0]), store.run(ids[1])  # and the same provenance
+        assert node["threads"] == 1
+        assert {k: node[k] for k in store.PROVENANCE} == {k: local[k] for k in store.PROVENANCE}
         assert [e["message"] for e in store.events(ids[1], limit=10_000)][:2] == [
             "Slurm job 7 started on n1", "round 0: 20 labels, weight decay 0.01"]
 

@@ -645,6 +645,13 @@ def test_run_view_shows_channels_histograms_and_log(real_store: dict, dash) -> N
         picks = screen.query_one("#plot-picks", PlotWidget)
         assert picks.series["round 0"][1] == json.loads(rounds[0]["pick_class_counts"])
         assert "round 1: accuracy" in str(screen.query_one("#log-text").render())
+        await pilot.press("t")  # the teacher diagnostics: round 1's teacher is round 0's model
+        with Store(db) as store:
+            teacher = store.teacher(run_id)
+        assert picks.series["teacher: new picks"] == ([1], [round(100 * teacher[0]["teacher_picks_accuracy"], 1)])
+        assert set(picks.series) == {"teacher: test", "teacher: new picks", "student fit: new picks"}
+        await pilot.press("t")
+        assert "round 0" in picks.series
         await pilot.press("c")  # a done run: nothing to cancel, nothing asked
         assert isinstance(app.screen, RunScreen) and "nothing to cancel" in last_notice(app)
         await pilot.press("question_mark")

@@ -1,5 +1,6 @@
 """One run's view: effective channels per layer, the |gamma| and pick histograms of a round, the log.
-`l` switches the channels and |gamma| plots between all layers and the paper's Figure 5 layer."""
+`l` switches the channels and |gamma| plots between all layers and the paper's Figure 5 layer; `t`
+switches the picks plot to the teacher diagnostics (why distillation helps or hurts, per round)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 MAX_LAYERS_PLOTTED = 8
 LEVEL_STYLE = {"warning": "yellow", "error": "bold red"}
+TEACHER_SERIES = (("teacher_test_accuracy", "teacher: test"), ("teacher_picks_accuracy", "teacher: new picks"),
+                  ("student_picks_fit", "student fit: new picks"))
 
 
 def layer_table(channels: list[dict[str, Any]]) -> dict[str, dict[int, tuple[int, int]]]:
@@ -58,6 +61,7 @@ class RunScreen(Screen):
         Binding("left", "round(-1)", "round-", priority=True, tooltip="the histograms of the previous round"),
         Binding("right", "round(1)", "round+", priority=True, tooltip="the histograms of the next round"),
         Binding("l", "layers", "layers", tooltip="channels and |γ|: all layers, or the paper's layer (Figure 5)"),
+        Binding("t", "teacher", "teacher", tooltip="classes picked, or the teacher diagnostics per round"),
         Binding("c", "cancel", "cancel", tooltip="cancel this run (asks first)"),
         Binding("r", "retry", "retry", tooltip="retry this run (asks first)"),
     ]
@@ -71,6 +75,7 @@ class RunScreen(Screen):
         self.detail: RunDetail | None = None
         self._channels_key: tuple | None = None
         self.paper = False  # plots of all layers (False) or of the paper's Figure 5 layer alone
+        self.teacher = False  # the picks plot (False) or the teacher diagnostics (True)
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
@@ -156,6 +161,9 @@ class RunScreen(Screen):
             bins, counts = json.loads(row["gamma_bins"]), json.loads(row["gamma_counts"])
             centers = [round((a + b) / 2, 4) for a, b in zip(bins[:-1], bins[1:], strict=True)]
             gamma.set_data({f"round {chosen}": (centers, counts)}, f"|γ|, all layers, round {chosen}  ←/→")
+        if self.teacher:
+            self.show_teacher(detail)
+            return
         classes = json.loads(row["pick_class_counts"])
         if live:
             return
@@ -171,7 +179,7 @@ class RunScreen(Screen):
         epoch, with the epoch, accuracy and throughput in the title, so that a run that diverges or
         stalls shows at once, not after the round."""
         run = detail.run
-        if run["status"] != "running":
+        if run["status"] != "running" or self.teacher:  # t asked for the teacher diagnostics instead
             return
         picks, round_ = self.query_one("#plot-picks", PlotWidget), run["rounds_done"]
         epochs = detail.epochs
@@ -187,6 +195,16 @@ class RunScreen(Screen):
                  f"{num(last['images_per_second'], '.0f')} img/s{note}")
         picks.set_data({"train loss": ([e for e, _ in finite], [v for _, v in finite])}, title,
                        empty="no finite training loss yet")
+
+    def show_teacher(self, detail: RunDetail) -> None:
+        """Per round t >= 1 (%): the teacher (the previous round's model) on the test set and on the new
+        picks, and the student's fit of the new picks' labels (docs/method.md)."""
+        plot = self.query_one("#plot-picks", PlotWidget)
+        rows = detail.teacher
+        rounds = [r["round"] for r in rows]
+        series = {label: (rounds, [round(100 * r[key], 1) for r in rows]) for key, label in TEACHER_SERIES}
+        plot.set_data(series if rows else {}, "teacher (previous model) and student, %  · t: picks",
+                      empty="no round with a previous model yet (rounds >= 1)")
 
     def show_paper_gamma(self, detail: RunDetail, chosen: int) -> None:
         """Figure 5: the paper layer's |γ| after the round, its mean/10 line and the channels below it."""
@@ -231,6 +249,12 @@ class RunScreen(Screen):
         self.notify("plots of the paper's layer (Figure 5)" if self.paper else "plots of all layers")
         if self.detail is not None:
             self.show_channels(self.detail)
+            self.show_round(self.detail)
+
+    def action_teacher(self) -> None:
+        self.teacher = not self.teacher
+        self.notify("teacher diagnostics per round" if self.teacher else "classes picked per round")
+        if self.detail is not None:
             self.show_round(self.detail)
 
     def _change(self, verb: str, allowed: tuple[str, ...]) -> None:
