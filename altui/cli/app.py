@@ -19,11 +19,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from altui.al.config import ConfigError
+from altui.cli.defaults import DEFAULT_DB, EXPERIMENTS_FILE
 from altui.spec import MAX_RUNS, SpecError, SpecFile, load_spec
 from altui.store import BUSY_TIMEOUT_MS, READ_BUSY_MS, Store, StoreError, store_error
-
-DEFAULT_DB = Path("runs") / "altui.db"
-EXPERIMENTS_FILE = Path("experiments.toml")
 
 # Consoles never read markup: "[bold]x" is a method name, "[/red]" a run reference.
 out = Console(markup=False, highlight=False, emoji=False)  # emoji: "file:100:10" is no 💯

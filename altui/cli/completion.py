@@ -19,10 +19,10 @@ from typing import Any
 import tomllib
 import typer
 
+from altui.cli.defaults import DEFAULT_DB, EXPERIMENTS_FILE
+
 
 def _store_path(ctx: typer.Context) -> Path:
-    from altui.cli.app import DEFAULT_DB
-
     return Path(ctx.find_root().params.get("db") or os.environ.get("ALTUI_DB") or DEFAULT_DB)
 
 
@@ -39,8 +39,6 @@ def _store_rows(ctx: typer.Context, query: str) -> list[tuple]:
 
 
 def _file_experiments(ctx: typer.Context) -> list[str]:
-    from altui.cli.app import EXPERIMENTS_FILE
-
     path = Path(ctx.params.get("file") or EXPERIMENTS_FILE)
     try:
         with path.open("rb") as fp:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from altui.al.catalog import PAPER_LAYER
+from altui.results.diff import RunDiff, diff_runs
 from altui.spec import SpecError, SpecFile, load_spec
 from altui.speed.eta import Estimate, estimate, known_throughput, queue_finish
 from altui.speed.plan import cached_estimate
@@ -235,6 +236,11 @@ class Backend:
         return worker_status(self.db)
 
     # ---- actions: each returns a line for the user ---------------------------------------------
+
+    def diff(self, a: int, b: int) -> RunDiff:
+        """Two runs side by side: the settings and provenance that differ, and their rounds."""
+        with Store(self.db) as store:
+            return diff_runs(store, a, b)
 
     def plan_queue(self, names: list[str], snapshot: Snapshot) -> QueuePlan:
         """What queueing `names` adds (runs not in the store yet) and how long they take at the

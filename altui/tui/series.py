@@ -15,6 +15,7 @@ from typing import Any
 from altui.results.claims import ACCURACY, CHANNELS, ClaimRow, format_p, pair_claims
 from altui.results.claims_table import format_difference, format_rounds
 from altui.results.plotting import Series, experiment_series, run_series
+from altui.results.provenance import provenance_differences
 
 # plot name -> altui.results.plotting metric
 METRICS = {"accuracy": "accuracy", "lambda": "weight_decay", "channels": "effective_channels"}
@@ -88,6 +89,9 @@ def compare_lines(runs: Rows, curves: dict[int, Rows], shown: Rows) -> list[str]
             lines.append(claim_line(claim))
     if none:
         lines.append("no claim of the paper: " + ", ".join(none))
+    differences = provenance_differences(r for r in runs if r["experiment"] == experiment and r["method"] in methods)
+    if differences:  # numbers that may differ for that alone (docs/method.md)
+        lines.append("⚠ the runs ran differently: " + "; ".join(differences))
     return lines
 
 

@@ -29,6 +29,7 @@ from altui.tui.app import AltuiApp, create_app
 from altui.tui.format import duration, short_names
 from altui.tui.runs_view import BASE, View
 from altui.tui.screens.confirm import ConfirmScreen
+from altui.tui.screens.diff import DiffScreen
 from altui.tui.screens.keys import KeysScreen
 from altui.tui.screens.run import RunScreen
 from altui.tui.widgets.experiments import ExperimentsPane
@@ -761,6 +762,53 @@ def test_compared_runs_whose_curves_share_every_cell_are_flagged(tmp_path: Path)
         assert f"{first} under {second.split()[0]}" in plot.legend
 
     drive(app, script, size=(80, 24))
+
+
+def test_compare_mode_says_when_the_compared_runs_ran_differently(tmp_path: Path) -> None:
+    """WS+init's runs ran with 2 threads, Entropy+init's with 1: the compare footer says so under the
+    claim, naming the runs, since the difference may come from that alone."""
+    db = paired_store(tmp_path, {"Entropy+init": 0.0, "WS+init": 0.02}, seeds=2)
+    with Store(db) as store:
+        store.db.conn.execute("UPDATE runs SET torch_version = '2.14.1', threads = "
+                              "CASE method WHEN 'WS+init' THEN 2 ELSE 1 END")
+        store.db.conn.commit()
+    app = create_app(db, tmp_path / "experiments.toml", poll_seconds=0.1, start_worker_on_queue=False)
+
+    async def script(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("m")
+        await pilot.pause()
+        lines = str(app.screen.query_one("#claim-line").render()).split("\n")
+        assert lines[0].startswith("supported") and "WS+init − Entropy+init" in lines[0]
+        assert lines[-1] == "⚠ the runs ran differently: threads: 1 (#1, #2), 2 (#3, #4)"
+
+    drive(app, script, size=(80, 24))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_two_marked_runs_side_by_side(tmp_path: Path, size: tuple[int, int]) -> None:
+    """d on two marked runs: what differs in their settings, then both runs' rounds; with one marked
+    it says what to do."""
+    db = paired_store(tmp_path, {"Entropy+init": 0.0, "WS+init": 0.02}, seeds=1)
+    app = create_app(db, tmp_path / "experiments.toml", poll_seconds=0.1, start_worker_on_queue=False)
+
+    async def script(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        await pilot.press("space", "d")
+        assert last_notice(app) == "mark two runs (space) to see what differs between them (1 marked)"
+        await pilot.press("down", "space", "d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
+        await pilot.pause()
+        text = str(app.screen.query_one("#diff-text").render())
+        assert text.startswith("#1 vs #2")
+        assert "A: #1 pair/Entropy+init/s0 (done)" in text and "B: #2 pair/WS+init/s0 (done)" in text
+        assert "settings that differ:" in text and "method" in text
+        assert "0.5000" in text and "0.5200" in text  # round 0's accuracies, A beside B
+        assert all(len(line) <= size[0] for line in text.splitlines())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DiffScreen)
+
+    drive(app, script, size=size)
 
 
 def test_a_plot_notes_identical_curves_and_draws_vertical_lines(dash) -> None:

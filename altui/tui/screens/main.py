@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from textual import events
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -16,6 +16,7 @@ from altui.spec import SpecError
 from altui.tui.backend import Snapshot
 from altui.tui.format import CANCEL_NOTE, CANCELLABLE, RETRYABLE, duration, run_target
 from altui.tui.messages import MarksChanged, ViewChanged
+from altui.tui.screens.diff import DiffScreen
 from altui.tui.series import METRICS, compare_lines, means_series, runs_series
 from altui.tui.widgets.experiments import ExperimentsPane, ExperimentsTable
 from altui.tui.widgets.plot import PlotWidget
@@ -53,6 +54,8 @@ class MainScreen(Screen):
         Binding("slash", "filter", "filter", tooltip="show the runs with these words in experiment, method or status"),
         Binding("h", "hide_finished", "hide done", show=False, tooltip="hide or show done and cancelled runs"),
         Binding("m", "means", "means", tooltip="plots: one experiment's method means over seeds <-> runs"),
+        Binding("d", "diff", "diff", show=False,
+                tooltip="the two marked runs side by side: settings and provenance that differ, rounds"),
         Binding("g", "next_plot", "next plot", show=False, tooltip="the next plot (one at a time below 120 columns)"),
         Binding("escape", "clear", "clear", show=False,
                 tooltip="clear the marks; again: the plotted runs, then the filters"),
@@ -181,6 +184,18 @@ class MainScreen(Screen):
                 self.runs_table.set_view(experiment=name)
         self.update_context()
         self.update_plots()
+
+    def action_diff(self) -> None:
+        marked = sorted(self.runs_table.marked)
+        if len(marked) != 2:
+            self.notify(f"mark two runs (space) to see what differs between them ({len(marked)} marked)")
+            return
+        self.show_diff(*marked)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def show_diff(self, a: int, b: int) -> None:
+        diff = self.app.backend.diff(a, b)
+        self.app.call_from_thread(self.app.push_screen, DiffScreen(diff))
 
     def on_view_changed(self, event: ViewChanged) -> None:
         self.update_context()  # a sort by key or header click shows at once; the app keeps the view
