@@ -8,6 +8,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -267,8 +268,9 @@ def list_runs(
     import json
 
     from altui.execution.daemon import worker_status
-    from altui.speed.eta import known_throughput, queue_finish
-    from altui.tui.backend import worker_slots
+    from altui.speed.eta import queue_finish
+    from altui.speed.speeds import known_speeds
+    from altui.tui.backend import worker_layout, worker_slots
 
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; allowed: {', '.join(STATUSES)}")
@@ -280,9 +282,9 @@ def list_runs(
     with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
         everything = store.runs()  # one query; every run, for the queue's ETAs
-        throughput = known_throughput(store)
-    worker = worker_status(db_path(ctx))
-    eta = queue_finish(everything, throughput, worker_slots(worker))
+        worker = worker_status(db_path(ctx), store)
+        speeds = known_speeds(store, worker_layout(worker)[1])
+    eta = queue_finish(everything, speeds, worker_slots(worker), datetime.now(timezone.utc))
     rows = [r for r in everything if (status is None or r["status"] == status)
             and (experiment is None or r["experiment"] == experiment)]
     limit = (0 if as_json else LS_LIMIT) if limit is None else limit

@@ -1,8 +1,6 @@
-"""ETAs of runs from recorded history: the training images a run needs, and time at measured speeds.
-
-`Store.measured_throughput()`: training images/s per (model, batch size) that runs on this store really
-achieved (their epochs rows); `estimate()`, `seconds_left()` and `queue_finish()` use it for ETAs of runs,
-with `known_throughput()` filling in `altui estimate`'s measurement where none has run yet. No torch.
+"""ETAs of runs: the training images a run needs, and when each run of the queue ends at the speeds
+measured (altui.speed.speeds: per device and workload, from this store's runs, else from `altui
+estimate`'s cache). No torch.
 """
 
 from __future__ import annotations
@@ -10,12 +8,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from altui.al.config import RunConfig
-
-if TYPE_CHECKING:
-    from altui.store import Store
 
 # ---- training images, and ETAs from the epochs runs recorded ----------------------------------------
 
@@ -51,32 +47,17 @@ def images_left(rounds: int, epochs: int, initial: int, budget: int, rounds_done
     return current + epochs * labels_sum(initial, budget, rounds_done + 1, rounds)
 
 
-def throughput_key(cfg: RunConfig) -> tuple[str, int]:
-    """What a measured throughput applies to: the model and its batch size."""
-    return cfg.model, cfg.batch_size
+def queued_row(cfg: RunConfig) -> dict[str, Any]:
+    """A run of `cfg` not queued yet, as a `Store.runs` row: for the estimate of what queueing adds."""
+    return {"status": "queued", "rounds_total": cfg.rounds, "epochs_total": cfg.epochs, "initial": cfg.initial,
+            "budget": cfg.budget, "model": cfg.model, "dataset": cfg.dataset, "batch_size": cfg.batch_size,
+            "compile": cfg.compile, "distill": cfg.distill, "spec_json": json.dumps(cfg.to_dict())}
 
 
-_ROW_PLAN = ("rounds_total", "epochs_total", "initial", "budget", "model", "batch_size")
+class Speeds(Protocol):
+    """What ETAs run at (altui.speed.speeds.Speeds)."""
 
-
-def seconds_left(run: dict[str, Any], throughput: dict[tuple[str, int], float]) -> float | None:
-    """Seconds a queued or running run still needs at the measured throughput (images/s) of its model
-    and batch size; None when nothing has been measured for them yet. Done, failed and cancelled
-    runs need none. A `Store.runs` row carries the settings this needs; another dict is read from
-    its spec_json."""
-    if run["status"] not in ("queued", "running"):
-        return 0.0
-    if all(isinstance(run.get(k), int) for k in _ROW_PLAN if k != "model"):
-        rounds, epochs, initial, budget, model, batch = (run[k] for k in _ROW_PLAN)
-    else:
-        cfg = config_of(run)
-        rounds, epochs, initial, budget, model, batch = (cfg.rounds, cfg.epochs, cfg.initial, cfg.budget,
-                                                         cfg.model, cfg.batch_size)
-    speed = throughput.get((model, batch))
-    if not speed:
-        return None
-    epoch = run.get("epoch") if run["status"] == "running" else 0
-    return images_left(rounds, epochs, initial, budget, run.get("rounds_done") or 0, epoch) / speed
+    def seconds_left(self, run: dict[str, Any], now: datetime | None = None) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -102,26 +83,15 @@ class Estimate:
                 "gpus": self.gpus, "slots": self.slots, "run_seconds": list(self.run_seconds)}
 
 
-def estimate(configs: list[RunConfig], throughput: dict[tuple[str, int], float], parallel: int = 1) -> Estimate:
-    """Training images and training time of `configs` at `throughput` (images/s per (model, batch
-    size), e.g. Store.measured_throughput()), `parallel` runs at once."""
+def estimate(configs: list[RunConfig], speeds: Speeds, parallel: int = 1) -> Estimate:
+    """Training images and time of `configs`, not queued yet, at `speeds` (altui.speed.speeds),
+    `parallel` runs at once."""
     images = sum(train_images(c) for c in configs)
-    speeds = [throughput.get(throughput_key(c)) for c in configs]
-    if not configs or not all(speeds):
+    times = [speeds.seconds_left(queued_row(c)) for c in configs]
+    if not configs or None in times:
         return Estimate(len(configs), images, None if configs else 0.0, None if configs else 0.0)
-    seconds = sum(train_images(c) / s for c, s in zip(configs, speeds, strict=True))
+    seconds = sum(t for t in times if t is not None)
     return Estimate(len(configs), images, seconds, seconds / max(1, min(parallel, len(configs))))
-
-
-def known_throughput(store: Store) -> dict[tuple[str, int], float]:
-    """Training images/s per (model, batch size) for ETAs: what runs on this store achieved
-    (Store.measured_throughput), and where none has run yet, `altui estimate`'s measurement of the
-    device measured last (one run at a time)."""
-    rows = store.throughput()
-    latest = rows[-1]["device"] if rows else None
-    cached = {(r["model"], r["batch"]): r["value"] for r in rows
-              if r["device"] == latest and r["kind"] == "train" and r["slots"] == 1}
-    return {**cached, **store.measured_throughput()}
 
 
 def pending_in_slurm(run: dict[str, Any]) -> bool:
@@ -129,10 +99,10 @@ def pending_in_slurm(run: dict[str, Any]) -> bool:
     return run["status"] == "queued" and bool(run.get("slurm_job_id"))
 
 
-def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], float],
-                 slots: int = 1) -> dict[int, float | None]:
+def queue_finish(runs: list[dict[str, Any]], speeds: Speeds, slots: int = 1,
+                 now: datetime | None = None) -> dict[int, float | None]:
     """Seconds from now until each queued or running run is done (`Store.runs` rows), when the
-    worker runs the queue in its order (oldest id first) on `slots` slots at the measured throughput.
+    worker runs the queue in its order (oldest id first) on `slots` slots at `speeds`.
     None where that depends on a time not measured yet, or on when Slurm starts a pending job (its
     ETA waits for Slurm, and so do the runs behind it on its place). Done, failed and cancelled runs
     are left out."""
@@ -142,7 +112,7 @@ def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], f
     free: list[float] = []  # when each slot is free; inf: not known
     for run in runs:
         if run["status"] == "running":
-            left = seconds_left(run, throughput)
+            left = speeds.seconds_left(run, now)
             finish[run["id"]] = left
             free.append(math.inf if left is None else left)
         elif pending_in_slurm(run):  # it starts when Slurm says (Resources, Priority, ...): not known
@@ -153,7 +123,7 @@ def queue_finish(runs: list[dict[str, Any]], throughput: dict[tuple[str, int], f
     for run in sorted((r for r in runs if r["status"] == "queued" and not pending_in_slurm(r)),
                       key=lambda r: r["id"]):
         start = heapq.heappop(free)
-        need = seconds_left(run, throughput)
+        need = speeds.seconds_left(run)
         end = math.inf if need is None else start + need
         finish[run["id"]] = None if math.isinf(end) else end
         heapq.heappush(free, end)

@@ -354,8 +354,8 @@ class RunsMixin(StoreBase):
 
     def runs(self, status: str | None = None, experiment: str | None = None) -> list[dict[str, Any]]:
         """Runs with their progress: rounds done, planned rounds and epochs, the last round's numbers,
-        and what an ETA needs of their settings (initial, budget, model, batch_size). One query,
-        whose cost grows with the rows (20,000 runs: ~0.1 s), not with a query per run."""
+        and what an ETA needs of their settings (initial, budget, model, batch_size, dataset, compile,
+        distill). One query, whose cost grows with the rows (20,000 runs: ~0.1 s), not with a query per run."""
         where, params = [], []
         if status:
             where.append("r.status = ?")
@@ -381,4 +381,5 @@ class RunsMixin(StoreBase):
 
 # Settings that `runs()` reads out of each run's spec_json, and the names of their columns.
 _PLAN_COLUMNS = (("rounds", "rounds_total"), ("epochs", "epochs_total"), ("initial", "initial"),
-                 ("budget", "budget"), ("model", "model"), ("batch_size", "batch_size"))
+                 ("budget", "budget"), ("model", "model"), ("batch_size", "batch_size"), ("dataset", "dataset"),
+                 ("compile", "compile"), ("distill", "distill"))

@@ -1,4 +1,4 @@
-"""The estimate cache: throughput measured by `altui estimate`, and that of the epochs recorded."""
+"""The estimate cache: throughput measured by `altui estimate`, and the speeds runs achieved here."""
 
 from __future__ import annotations
 
@@ -11,20 +11,22 @@ from altui.store.connection import StoreBase
 class ThroughputMixin(StoreBase):
     """Store methods of the throughput cache."""
 
-    def measured_throughput(self) -> dict[tuple[str, int], float]:
-        """Training images per second per (model, batch size), over every epoch recorded here: total
-        images over total seconds, so that long epochs weigh as much as they took."""
-        rows = self._rows("""
-            SELECT model, batch, SUM(n * k) AS images, SUM(n * inverse) AS seconds FROM (
-                SELECT json_extract(r.spec_json, '$.model') AS model,
-                    json_extract(r.spec_json, '$.batch_size') AS batch,
-                    json_extract(r.spec_json, '$.initial') + e.round * json_extract(r.spec_json, '$.budget') AS n,
-                    e.k, e.inverse
-                FROM (SELECT run_id, round, COUNT(*) AS k, SUM(1.0 / images_per_second) AS inverse FROM epochs
-                      WHERE images_per_second > 0 GROUP BY run_id, round) e  -- each run's settings read once a round
-                JOIN runs r ON r.id = e.run_id)
-            GROUP BY model, batch""")
-        return {(r["model"], r["batch"]): r["images"] / r["seconds"] for r in rows if r["seconds"]}
+    def run_speeds(self) -> list[dict[str, Any]]:
+        """Per run that recorded rounds: its device name and compiled flag (provenance), status,
+        attempt, start and end, the workload's settings (model, dataset, batch, compile, distill), and over its
+        recorded rounds the training images, their seconds (training, evaluation, acquisition) and
+        count, beside the rounds planned (altui.speed.speeds turns them into speeds)."""
+        return self._rows("""
+            SELECT r.device_name AS device, r.compiled, r.status, r.attempt, r.started_at, r.finished_at,
+                json_extract(r.spec_json, '$.model') AS model, json_extract(r.spec_json, '$.dataset') AS dataset,
+                json_extract(r.spec_json, '$.batch_size') AS batch, json_extract(r.spec_json, '$.compile') AS compile,
+                json_extract(r.spec_json, '$.distill') AS distill,
+                json_extract(r.spec_json, '$.epochs') * x.n AS images, x.seconds, x.rounds,
+                json_extract(r.spec_json, '$.rounds') AS planned
+            FROM runs r JOIN (SELECT run_id, SUM(n_labeled) AS n, SUM(train_seconds + acquire_seconds) AS seconds,
+                                     COUNT(*) AS rounds FROM rounds GROUP BY run_id) x ON x.run_id = r.id
+            WHERE json_valid(r.spec_json)
+            ORDER BY r.started_at, r.id""")
 
     THROUGHPUT_KEY = ("device", "model", "input", "batch", "compile", "augment", "slots", "kind")
 

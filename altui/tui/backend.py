@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -18,8 +19,9 @@ from typing import Any
 from altui.al.catalog import PAPER_LAYER
 from altui.results.diff import RunDiff, diff_runs
 from altui.spec import SpecError, SpecFile, load_spec
-from altui.speed.eta import Estimate, estimate, known_throughput, queue_finish
+from altui.speed.eta import Estimate, estimate, queue_finish
 from altui.speed.plan import cached_estimate
+from altui.speed.speeds import Speeds, known_speeds
 from altui.store import Store
 
 Clock = Callable[[], datetime]
@@ -70,6 +72,18 @@ def worker_slots(worker: dict[str, Any] | None) -> int:
     return max(1, len((worker or {}).get("slots") or []))
 
 
+def worker_layout(worker: dict[str, Any] | None) -> tuple[int, int]:
+    """(devices, runs at once on each) of a worker: its slots' device labels counted; a Slurm
+    worker's jobs each on a device of their own. (1, 1) when none runs."""
+    labels = (worker or {}).get("slots") or []
+    if not labels:
+        return 1, 1
+    if worker.get("executor") == "slurm":
+        return len(labels), 1
+    per_device = Counter(labels)
+    return len(per_device), max(per_device.values())
+
+
 @dataclass(frozen=True)
 class Snapshot:
     runs: list[dict[str, Any]]  # Store.runs(): every run with its progress
@@ -79,7 +93,7 @@ class Snapshot:
     experiments: ExperimentsState
     taken_at: datetime
     detail: RunDetail | None = None
-    throughput: dict[tuple[str, int], float] = field(default_factory=dict)  # Store.measured_throughput()
+    speeds: Speeds = field(default_factory=Speeds)  # known_speeds(): what the ETAs run at
     eta: dict[int, float | None] = field(default_factory=dict)  # estimate.queue_finish: queued and running runs
     unchanged: bool = False  # the last snapshot's data at a new time: nothing changed since (Backend.snapshot)
 
@@ -131,7 +145,7 @@ class Backend:
         self._curves: dict[int, tuple[int, list[dict[str, Any]]]] = {}
         self._layers: dict[int, tuple[int, str | None, list[dict[str, Any]], list[dict[str, Any]],
                                       list[dict[str, Any]]]] = {}
-        self._speed: tuple[float, dict[tuple[str, int], float]] | None = None
+        self._speed: tuple[float, int, Speeds] | None = None  # (when, slots per device, speeds)
         self._last: tuple[tuple[Any, ...], float, Snapshot] | None = None  # (change token, when, snapshot)
         self.incremental = incremental  # False: read everything at every poll (the benchmark's baseline)
 
@@ -164,9 +178,9 @@ class Backend:
         paused = store.paused()
         row = next((r for r in runs if r["id"] == detail_id), None)
         detail = None if row is None else self._detail(store, row, curves[row["id"]])
-        throughput = self._throughput(store)
-        eta = queue_finish(runs, throughput, worker_slots(worker))
-        return Snapshot(runs, curves, paused, worker, experiments, self.clock(), detail, throughput, eta)
+        speeds = self._speeds(store, worker_layout(worker)[1])
+        eta = queue_finish(runs, speeds, worker_slots(worker), self.clock())
+        return Snapshot(runs, curves, paused, worker, experiments, self.clock(), detail, speeds, eta)
 
     def _detail(self, store: Store, run: dict[str, Any], rounds: list[dict[str, Any]]) -> RunDetail:
         """The run view's rows; channels and |gamma| are read again only when a round is recorded
@@ -181,12 +195,13 @@ class Backend:
         live = store.epochs(run["id"], run["rounds_done"]) if run["status"] == "running" else []
         return RunDetail(run, rounds, channels, store.events(run["id"], limit=50), layer, gammas, live, teacher)
 
-    def _throughput(self, store: Store) -> dict[tuple[str, int], float]:
-        """known_throughput, read again every THROUGHPUT_SECONDS (it sums every epoch row)."""
+    def _speeds(self, store: Store, slots: int) -> Speeds:
+        """known_speeds, read again every THROUGHPUT_SECONDS (it sums every round row) or when the
+        worker's slots per device change."""
         now = time.monotonic()
-        if self._speed is None or now - self._speed[0] >= THROUGHPUT_SECONDS:
-            self._speed = (now, known_throughput(store))
-        return self._speed[1]
+        if self._speed is None or now - self._speed[0] >= THROUGHPUT_SECONDS or self._speed[1] != slots:
+            self._speed = (now, slots, known_speeds(store, slots))
+        return self._speed[2]
 
     def _rounds(self, store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
         """A run's rounds, read again only when it has recorded a new one (rounds never change)."""
@@ -254,18 +269,20 @@ class Backend:
             new[name] = len(fresh)
             configs += [r.config for r in fresh]
         existing = sum(len(spec.get(n).runs) for n in names) - len(configs)
-        measured = self._cached_estimate(configs, snapshot.slots)
+        earlier = estimate(configs, replace(snapshot.speeds, planned=None), snapshot.slots)  # runs here only
+        if earlier.wall_seconds is not None and configs:  # runs measured here come first
+            return QueuePlan(names, new, existing, earlier, snapshot.slots, "the speed of earlier runs here")
+        measured = self._cached_estimate(configs, *worker_layout(snapshot.worker))
         if measured is not None:
             return QueuePlan(names, new, existing, measured, snapshot.slots, f"altui estimate, {measured.device}")
-        return QueuePlan(names, new, existing, estimate(configs, snapshot.throughput, snapshot.slots),
-                         snapshot.slots, "the throughput of earlier runs")
+        return QueuePlan(names, new, existing, earlier, snapshot.slots, "the speed of earlier runs here")
 
-    def _cached_estimate(self, configs: list[Any], slots: int) -> Estimate | None:
+    def _cached_estimate(self, configs: list[Any], gpus: int, slots: int) -> Estimate | None:
         """`altui estimate`'s figure from the store's cache (whole runs: training, evaluation,
         acquisition, bookkeeping), when it has measured these runs' workloads; None otherwise."""
         try:
             with Store(self.db) as store:
-                est = cached_estimate(store, configs, slots=slots) if configs else None
+                est = cached_estimate(store, configs, gpus=gpus, slots=slots) if configs else None
         except (OSError, ValueError):  # a user's npz that cannot be read for its shape
             return None
         return est if est is not None and est.wall_seconds is not None else None

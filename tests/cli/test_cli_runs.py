@@ -121,10 +121,12 @@ def test_ls_json_lists_every_run_with_its_numbers_eta_and_slurm_job(db: Path) ->
                     "status": "done", "round": 1, "rounds": 2, "accuracy": 0.61, "weight_decay": 0.01,
                     "effective_channels": 200, "eta_seconds": 0.0, "slurm_job_id": None, "node": None,
                     "slurm_reason": None, "reason": None}
-    # 10 images/s measured; the running run has 20 of its round's 40 images (2 epochs of 20) done
-    assert running["eta_seconds"] == pytest.approx((20 + 2 * 40) / 10.0)
+    # the done run's round trained 2 epochs of 20 images in 1.1 s (training and acquisition); the running
+    # run has 20 of its round's 40 images (2 epochs of 20) done
+    speed = 2 * 20 / 1.1
+    assert running["eta_seconds"] == pytest.approx((20 + 2 * 40) / speed, abs=0.05)
     assert (running["slurm_job_id"], running["node"]) == ("77", "n1")
-    assert queued["eta_seconds"] == pytest.approx(running["eta_seconds"] + 120 / 10.0)  # after it, on one slot
+    assert queued["eta_seconds"] == pytest.approx((20 + 2 * 40 + 120) / speed, abs=0.05)  # after it, on one slot
     assert failed["status"] == "failed" and failed["eta_seconds"] == 0.0
     assert failed["reason"] == "ImportError: libcudnn.so.9: cannot open shared object file"
     assert pending["status"] == "queued" and pending["slurm_job_id"] == "78" and pending["node"] is None
@@ -149,7 +151,7 @@ def test_ls_table_shows_pending_slurm_runs_and_their_job_and_node(db: Path) -> N
     assert result.stdout.splitlines()[0].split()[-3:] == ["job", "node", "reason"]  # b/Random/s0 failed
     assert lines["a/Random/s1"][2] == "running" and lines["a/Random/s1"][-2:] == ["77", "n1"]
     assert lines["b/Random/s1"][2] == "queued·pd" and lines["b/Random/s1"][-3:] == ["78", "pending:", "Priority"]
-    assert lines["a/Random/s1"][-4] == "10s"  # the ETA
+    assert lines["a/Random/s1"][-4] == "3s"  # the ETA: 100 images at 2 x 20 images in 1.1 s
 
 
 @pytest.mark.parametrize("args, message", [

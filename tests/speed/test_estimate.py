@@ -16,8 +16,9 @@ import pytest
 
 from altui.al.presets import resolve
 from altui.spec import load_spec
-from altui.speed.eta import Estimate, estimate, seconds_left, train_images
+from altui.speed.eta import Estimate, estimate, queued_row, train_images
 from altui.speed.plan import Shape, cached_estimate, data_shape, plan, run_seconds, wall_time, with_slots, workload_key
+from altui.speed.speeds import Speeds
 from altui.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,10 +79,11 @@ def test_plan_sums_device_time_and_spreads_wall_time():
 
 def test_run_etas_from_recorded_epochs_still_work():
     cfg = digits()
-    run = {"status": "running", "spec_json": json.dumps(cfg.to_dict()), "rounds_done": 1, "epoch": 4}
-    assert seconds_left(run, {("cnn5", 32): 100.0}) == pytest.approx((100 * 6 + 150 * 10) / 100)
-    assert seconds_left(run, {}) is None
-    assert estimate([cfg], {("cnn5", 32): 100.0}, 1) == Estimate(1, 3000, 30.0, 30.0)
+    run = {**queued_row(cfg), "status": "running", "rounds_done": 1, "epoch": 4}
+    speeds = Speeds({(None, ("cnn5", "digits", 32, False, False)): 100.0})
+    assert speeds.seconds_left(run) == pytest.approx((100 * 6 + 150 * 10) / 100)
+    assert Speeds().seconds_left(run) is None
+    assert estimate([cfg], speeds, 1) == Estimate(1, 3000, 30.0, 30.0)
 
 
 def altui(db: Path, *args: str) -> subprocess.CompletedProcess:

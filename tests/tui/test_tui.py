@@ -22,7 +22,7 @@ from altui.al.presets import resolve
 from altui.cli import app as cli_app
 from altui.execution import runner
 from altui.spec import load_spec
-from altui.speed.eta import estimate, seconds_left
+from altui.speed.eta import estimate
 from altui.speed.plan import cached_estimate, data_shape, needed_kinds, workload_key
 from altui.store import Store
 from altui.tui.app import AltuiApp, create_app
@@ -60,6 +60,7 @@ rounds = 2
 initial = 20
 budget = 20
 epochs = 2
+batch_size = 16
 device = "cpu"
 """
 
@@ -175,8 +176,8 @@ def test_runs_table_shows_finished_running_and_queued_runs(real_store: dict, das
         assert cell(table, running, "accuracy") == ""
         # the ETA from the throughput measured on this store: its epochs ran at 100 images/s
         snapshot = app.snapshot
-        assert snapshot.throughput[("cnn5", 32)] > 0
-        left = seconds_left(snapshot.runs[2], snapshot.throughput)
+        assert snapshot.speeds.rates and all(rate > 0 for rate in snapshot.speeds.rates.values())
+        left = snapshot.speeds.seconds_left(snapshot.runs[2])
         assert cell(table, running, "eta") == f"██·· {duration(left)}"  # half its round's epochs done
         assert cell(table, queued, "id") == f"… {queued}"
         assert cell(table, queued, "elapsed") == ""
@@ -212,8 +213,8 @@ def test_queueing_asks_first_with_the_run_count_and_the_estimated_time(dash) -> 
         text = confirmation(app)
         assert "Queue 2 runs of toy-a?" in text and "toy-a: 2 new runs" in text
         configs = [r.config for r in load_spec(toml).get("toy-a").runs]
-        expected = estimate(configs, app.snapshot.throughput, 1).wall_seconds
-        assert f"estimated {duration(expected)} on 1 slot (the throughput of earlier runs; 240 training images)" in text
+        expected = estimate(configs, app.snapshot.speeds, 1).wall_seconds
+        assert f"estimated {duration(expected)} on 1 slot (the speed of earlier runs here; 240 training images)" in text
         await pilot.press("n")  # no: nothing is written
         await pilot.pause(0.3)
         assert experiments_in_store() == {"tiny"}
@@ -226,7 +227,8 @@ def test_queueing_asks_first_with_the_run_count_and_the_estimated_time(dash) -> 
                 "toy-a/Random/s0", "toy-a/WS+init/s0"}
         await pilot.press("a")
         await wait_for(pilot, lambda: "nothing to queue" in last_notice(app))
-        # once `altui estimate` has measured toy-b's runs on this machine, the dashboard says its figure
+        # toy-b's batch size never ran here: once `altui estimate` has measured its runs on this machine,
+        # the dashboard says its figure
         toy_b = [r.config for r in load_spec(toml).get("toy-b").runs]
         measure_in_cache(db, toy_b)
         with Store(db) as store:
