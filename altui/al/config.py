@@ -17,6 +17,16 @@ INITS = ("fresh", "same", "warm")
 DISTILLS = ("none", "kd1", "kd2")
 
 
+MAX_SEED = 2**32 - 1  # what every random generator altui seeds takes (torch, numpy)
+
+
+def valid_device(name: str) -> bool:
+    """auto, cpu, cuda or cuda:N, N in ASCII digits (str.isdigit takes '٣', which no CUDA takes)."""
+    index = name.removeprefix("cuda:")
+    return name in ("auto", "cpu", "cuda") or (index != name and index.isascii() and index.isdigit()
+                                                and len(index) <= 4)
+
+
 class ConfigError(ValueError):
     """A setting that names something unknown or is out of range; the message says what is allowed."""
 
@@ -139,6 +149,9 @@ class RunConfig:
             raise ConfigError("wd_schedule = 'exact' needs lr * weight_decay < 1 (eq. 8)")
         if not (isinstance(self.compile, bool) or self.compile == "auto"):
             raise ConfigError(f"compile = {self.compile!r} is unknown; allowed: auto, true, false")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"device = {self.device!r} is unknown; allowed: auto, cpu, cuda, cuda:N")
+        if not valid_device(self.device):
+            raise ConfigError(f"device = {self.device!r} is unknown; allowed: auto, cpu, cuda, cuda:N (N: digits 0-9)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed = {self.seed!r} is out of range; allowed: an integer in [0, {MAX_SEED}] (what the "
+                              "random generators take)")
         return self

@@ -7,7 +7,10 @@ augmentation happen later, on the device.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import pickle
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -79,9 +82,22 @@ def load_dataset(
         raise DataError(f"dataset {name!r} is unknown; allowed: {', '.join(DATASETS)}")
 
     info = DATASET_INFO.get(name)
+    if info:
+        _check_labels(name, root, y, y_test, info.classes)
     classes = info.classes if info else _class_count(name, y, y_test)
     mean, std = _channel_stats(x)
     return Dataset(name, x, y, x_test, y_test, classes, mean, std, augment=bool(info and info.augment))
+
+
+def _check_labels(name: str, root: Path, y: torch.Tensor, y_test: torch.Tensor, classes: int) -> None:
+    """Labels of a published set within its classes: files edited or damaged in place (an MNIST label
+    of 200) would index past the model's outputs, deep in training."""
+    for split, labels in (("training", y), ("test", y_test)):
+        bad = labels[(labels < 0) | (labels >= classes)]
+        if len(bad):
+            raise DataError(f"{name}: the {split} labels under {root} hold {int(bad[0])} ({len(bad)} label(s) "
+                            f"outside 0 .. {classes - 1}); the files are damaged or not the published ones: "
+                            "delete them and download again")
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -193,28 +209,68 @@ def _imagefolder(folder: Path) -> tuple[torch.Tensor, ...]:
         if not d.is_dir():
             raise DataError(f"imagefolder: {d}/ not found; expected {folder}/train/<class>/* and "
                             f"{folder}/test/<class>/* image files")
-        try:
-            splits[split] = tvd.ImageFolder(str(d))
-        except OSError as e:  # FileNotFoundError when no class folder holds an image
-            raise DataError(f"imagefolder: {d}/ has no class folders with images ({e})") from e
-    train, test = splits["train"], splits["test"]
-    if test.classes != train.classes:
-        raise DataError(f"imagefolder: test classes {test.classes} differ from train classes "
-                        f"{train.classes}; both folders must hold the same class folders")
+        splits[split] = _image_samples(d)
+    (train_classes, train), (test_classes, test) = splits["train"], splits["test"]
+    if test_classes != train_classes:
+        raise DataError(f"imagefolder: test classes {test_classes} differ from train classes "
+                        f"{train_classes}; both folders must hold the same class folders")
     # one size for all images, fixed by the first training image
-    size = _open_rgb(train.samples[0][0]).shape[:2]
-    x, y = _read_images(train.samples, size)
-    x_test, y_test = _read_images(test.samples, size)
+    size = _open_rgb(train[0][0]).shape[:2]
+    x, y = _read_images(train, size)
+    x_test, y_test = _read_images(test, size)
     return x, y, x_test, y_test
+
+
+def _image_samples(split: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """The classes (sorted folder names) and (file, class) pairs of one split, in torchvision's
+    ImageFolder order; links are followed, but a folder reached twice (a link loop, or two links to
+    one folder) is refused, where ImageFolder walked on until paths grew too long."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    classes = sorted(e.name for e in os.scandir(split) if e.is_dir())
+    seen: dict[tuple[int, int], str] = {}
+    samples: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        found = []
+        stack = [str(split / name)]
+        while stack:
+            folder = stack.pop()
+            info = os.stat(folder)
+            key = (info.st_dev, info.st_ino)
+            if key in seen:
+                raise DataError(f"imagefolder: {folder} is {seen[key]} again (a symbolic link loop, or two links to "
+                                "one folder); allowed: each folder once")
+            seen[key] = folder
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            found.append((folder, [e.name for e in entries if not e.is_dir()]))
+            stack += [e.path for e in entries if e.is_dir()]
+        files = [os.path.join(root, f) for root, names in sorted(found) for f in names
+                 if f.lower().endswith(IMG_EXTENSIONS)]
+        if not files:
+            raise DataError(f"imagefolder: {split / name}/ holds no image ({', '.join(IMG_EXTENSIONS)}); every class "
+                            "folder needs at least one")
+        samples += [(f, index) for f in files]
+    if not classes:
+        raise DataError(f"imagefolder: {split}/ has no class folders with images")
+    return classes, samples
+
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image; PIL's own limit (89 million) lets a bomb decode for half a minute
 
 
 def _open_rgb(file: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(file) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (its size is checked here)
+            with Image.open(file) as im:  # the header only: the size is known before any decoding
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"imagefolder: {file} is {im.width}x{im.height} pixels; allowed: at most "
+                                    f"{MAX_IMAGE_PIXELS:,} pixels an image (a decompression bomb, or an image to scale "
+                                    "down first)")
+                return np.asarray(im.convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as e:
         raise DataError(f"imagefolder: cannot read image {file} ({e})") from e
 
 
@@ -237,6 +293,8 @@ _ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip of .npy files
 
 
 def _npz(file: Path) -> tuple[torch.Tensor, ...]:
+    if file.exists() and not file.is_file():  # /dev/zero, a FIFO or a folder: reading it never ends or fails
+        raise DataError(f"npz: {file} is not a regular file; expected an .npz with arrays x, y, x_test, y_test")
     if not file.is_file():
         raise DataError(f"npz: file {file} not found; expected an .npz with arrays x, y, x_test, y_test")
     with open(file, "rb") as f:
@@ -251,6 +309,7 @@ def _npz(file: Path) -> tuple[torch.Tensor, ...]:
             if missing:
                 raise DataError(f"npz: {file} lacks arrays {missing}; needed: x, y, x_test, y_test "
                                 f"(found: {arrays.files})")
+            _check_npz_sizes(file)
             x, x_test = _npz_images("x", arrays["x"]), _npz_images("x_test", arrays["x_test"])
             y = _npz_labels("y", arrays["y"], len(x))
             y_test = _npz_labels("y_test", arrays["y_test"], len(x_test))
@@ -264,6 +323,25 @@ def _npz(file: Path) -> tuple[torch.Tensor, ...]:
         raise DataError(f"npz: x images are {list(x.shape[1:])} (C, H, W) but x_test images are "
                         f"{list(x_test.shape[1:])}; both must match")
     return x, y, x_test, y_test
+
+
+def _check_npz_sizes(file: Path) -> None:
+    """Each array's header (shape, dtype) against the bytes its entry holds and this machine's memory,
+    before numpy allocates what a header claims (1 TiB: a MemoryError traceback)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with zipfile.ZipFile(file) as archive:
+        for key in ("x", "y", "x_test", "y_test"):
+            entry = archive.getinfo(f"{key}.npy" if f"{key}.npy" in archive.namelist() else key)
+            with archive.open(entry) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+                header = f.tell()
+            need = math.prod(shape) * dtype.itemsize
+            if need > memory or header + need > entry.file_size:
+                have = f"{entry.file_size:,} bytes" if need <= memory else f"{memory / 2**30:.0f} GiB of memory"
+                raise DataError(f"npz: array {key} of {file} claims shape {list(shape)} {dtype} ({need / 2**30:.3g} "
+                                f"GiB), but there are {have}; the file is damaged or not what it says")
 
 
 def _npz_images(key: str, a: np.ndarray) -> torch.Tensor:

@@ -33,7 +33,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device = {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():  # else a CUDA error mid-run
+        raise ConfigError(f"device = {name!r} but this machine has {torch.cuda.device_count()} GPU(s) visible "
+                          f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return device
 
 
 def initial_labeled(seed: int, pool: int, initial: int) -> torch.Tensor:

@@ -20,16 +20,16 @@ from typer.core import TyperGroup
 
 from altui.al.config import ConfigError
 from altui.spec import MAX_RUNS, SpecError, SpecFile, load_spec
-from altui.store import Store, StoreError, store_error
+from altui.store import BUSY_TIMEOUT_MS, READ_BUSY_MS, Store, StoreError, store_error
 
 DEFAULT_DB = Path("runs") / "altui.db"
 EXPERIMENTS_FILE = Path("experiments.toml")
 
 # Consoles never read markup: "[bold]x" is a method name, "[/red]" a run reference.
-out = Console(markup=False, highlight=False)
-err = Console(stderr=True, markup=False, highlight=False)
+out = Console(markup=False, highlight=False, emoji=False)  # emoji: "file:100:10" is no 💯
+err = Console(stderr=True, markup=False, highlight=False, emoji=False)
 # Piped output (altui ls | grep ...) keeps whole run names instead of cutting them to 80 columns.
-wide = out if out.is_terminal else Console(width=240, markup=False, highlight=False)
+wide = out if out.is_terminal else Console(width=240, markup=False, highlight=False, emoji=False)
 
 
 def printable(text: str) -> str:
@@ -90,10 +90,11 @@ def db_path(ctx: typer.Context) -> Path:
     return ctx.obj["db"]
 
 
-def open_store(ctx: typer.Context, create: bool = False) -> Store:
+def open_store(ctx: typer.Context, create: bool = False, read_only: bool = False) -> Store:
     """The store of --db. Only commands that queue or run (create=True) create it; the others
-    read an existing one and fail with one line when there is none."""
-    return Store(db_path(ctx), create=create)
+    read an existing one and fail with one line when there is none. Commands that only read
+    (`read_only`) wait a second, not 30, for a lock another program holds, and then say so."""
+    return Store(db_path(ctx), create=create, busy_ms=READ_BUSY_MS if read_only else BUSY_TIMEOUT_MS)
 
 
 MaxRuns = Annotated[int, typer.Option(

@@ -30,7 +30,7 @@ def export_table(
                                  (interval, export.INTERVALS, "interval")):
         if value not in allowed:
             fail(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
         if output is None:
             export.export(store, table, format_, sys.stdout, experiment, interval)
@@ -76,7 +76,7 @@ def plot_curves(
         fail(f"--metric {metric} plots one EXPERIMENT or RUN, got {len(targets)}; several runs side "
                    "by side are for --metric gamma")
     target = targets[0]
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         if store.experiment(target) is not None:
             series = plotting.experiment_series(store.result_rows(experiment=target), metric)
         else:
@@ -106,7 +106,7 @@ def plot_gamma(ctx: typer.Context, targets: list[str], out_file: Path | None) ->
 
     from altui.results import figure5, gamma, plotting
 
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         try:
             columns = [gamma.run_gamma(store, run_id) for run_id in gamma.target_runs(store, targets)]
         except gamma.GammaError as e:
@@ -137,7 +137,7 @@ def write_report(
     """A Markdown reproduction report: settings, summary table, figures, the paper's numbers."""
     from altui.results import report
 
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
         if output is not None:  # figures are written beside the report, before it
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def check_claims(
 
     from altui.results import claims, claims_table
 
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
         rows = claims.experiment_claims(store, experiment)
         methods = [r["method"] for r in store.runs(experiment=experiment)]

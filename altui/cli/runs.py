@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,8 +113,11 @@ def run(
     """Run an experiment's runs one after another in the foreground. Ctrl-C cancels the current run
     and keeps its completed rounds; running the command again resumes it. Exit code 0 when every run
     is done, 1 when one failed or was cancelled (docs/cli.md lists the others)."""
+    from altui.al.config import valid_device
     from altui.execution import runner
 
+    if device is not None and not valid_device(device):
+        fail(f"--device {device!r}: allowed: auto, cpu, cuda or cuda:N (N: digits 0-9)")
     spec = read_spec(file, max_runs)
     try:
         spec.get(name)  # before the store is opened: a wrong name creates or changes nothing
@@ -226,12 +230,18 @@ def ls_row(run: dict, eta: float | None) -> dict:
             "node": run.get("node"), "slurm_reason": run.get("slurm_reason") if pending(run) else None}
 
 
+LS_LIMIT = 100  # table rows `altui ls` prints unless --limit says otherwise
+
+
 @app.command("ls")
 def list_runs(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list of objects (fields: docs/cli.md).")] = False,
+    limit: Annotated[int | None, typer.Option(
+        min=0, help=f"At most this many runs, oldest first; 0: all (default: {LS_LIMIT} in the table, all with "
+                    "--json).")] = None,
 ) -> None:
     """List runs with status, round r/R, the last accuracy, λ_t, effective channels and ETA."""
     import json
@@ -247,18 +257,26 @@ def list_runs(
             fail(f"no experiment {experiment!r} in {db_path(ctx)} (see `altui ls`)")
         wide.print("[]" if as_json else printable(f"no runs in {db_path(ctx)}"))
         return
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         check_experiment(store, experiment)
-        everything = store.runs()
+        everything = store.runs()  # one query; every run, for the queue's ETAs
         throughput = known_throughput(store)
     worker = worker_status(db_path(ctx))
     eta = queue_finish(everything, throughput, worker_slots(worker))
     rows = [r for r in everything if (status is None or r["status"] == status)
             and (experiment is None or r["experiment"] == experiment)]
-    if as_json:
-        out_json = json.dumps([ls_row(r, eta.get(r["id"], 0.0)) for r in rows], indent=2)
-        tell(out_json)
+    limit = (0 if as_json else LS_LIMIT) if limit is None else limit
+    shown = rows[:limit] if limit else rows
+    if as_json:  # ASCII (json escapes the rest): nothing for the terminal to interpret
+        sys.stdout.write(json.dumps([ls_row(r, eta.get(r["id"], 0.0)) for r in shown], indent=2) + "\n")
         return
+    wide.print(runs_table(shown, eta) if rows else printable(f"no runs in {db_path(ctx)}"))
+    if len(shown) < len(rows):
+        tell(f"{len(rows) - len(shown):,} more run(s) not shown ({len(shown):,} of {len(rows):,}); --limit 0 "
+             "lists all, --status and --experiment narrow the list")
+
+
+def runs_table(rows: list[dict], eta: dict[int, float | None]) -> Table:
     slurm = any(r.get("slurm_job_id") for r in rows)
     table = Table(box=None, header_style="bold")
     columns = ["id", "name", "status", "round", "labeled", "accuracy", "lambda_t", "eff.ch", "ETA", "attempt"]
@@ -271,7 +289,7 @@ def list_runs(
             fmt(r["effective_channels"]), duration(eta.get(r["id"])), str(r["attempt"]),
             *([r.get("slurm_job_id") or "", node_text(r)] if slurm else []),
         )
-    wide.print(table if rows else printable(f"no runs in {db_path(ctx)}"))
+    return table
 
 
 def id_ranges(ids: list[int]) -> str:
@@ -424,7 +442,7 @@ def logs(
     <db folder>/<run id>/output.log."""
     import time
 
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         run_id = store.resolve([run])[0]
         last = print_events(store, run_id, 0)
         try:

@@ -29,8 +29,9 @@ def demo(
 ) -> None:
     """Queue the offline digits demo, start a worker if none runs, and open the dashboard."""
     from altui.execution.daemon import WorkerError, start_worker, worker_status
-    from altui.tui.app import run_ui
+    from altui.tui.app import require_terminal, run_ui
 
+    require_terminal()  # before the store is changed: without a terminal the demo queues nothing
     spec = read_spec(file)
     with open_store(ctx, create=True) as store:
         ids, existing = queue_experiment(store, spec, experiment)

@@ -101,7 +101,7 @@ def worker_show(ctx: typer.Context) -> None:
     from altui.store import parse_time
 
     status = worker_status(db_path(ctx))
-    with open_store(ctx) as store:
+    with open_store(ctx, read_only=True) as store:
         running, queued = store.runs(status="running"), store.runs(status="queued")
         reason = store.pause_reason()
     pending = sum(r["slurm_job_id"] is not None for r in queued)  # queued with a job: pending in Slurm

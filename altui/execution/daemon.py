@@ -27,7 +27,7 @@ from altui.execution.executors.local import LocalExecutor
 from altui.execution.executors.slurm.head import SlurmWorker
 from altui.execution.executors.slurm.jobs import SlurmJobs
 from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, check_slurm
-from altui.execution.slots import WorkerError, parse_gpus, parse_slots, plan_slots
+from altui.execution.slots import WorkerError, check_gpus, parse_gpus, parse_slots, plan_slots
 from altui.execution.worker import STOP_GRACE, Worker, say
 from altui.files import open_append, open_fd
 from altui.store import Store, now
@@ -178,8 +178,10 @@ def start_worker(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto"
     `exit_when_empty`: the worker ends once no run is queued or running (a head in a batch job).
     """
     db = Path(db).resolve()
-    parse_gpus(gpus)  # fail here, not in the background
+    ids = parse_gpus(gpus)  # fail here, not in the background
     parse_slots(slots_per_gpu)
+    if ids and (executor or "local") != "slurm":
+        check_gpus(ids)
     if max_attempts < 1:
         raise WorkerError("--max-attempts must be an integer >= 1")
     if lock_holder(db) is not None:

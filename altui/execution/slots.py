@@ -41,9 +41,20 @@ def parse_gpus(text: str) -> list[str] | None:
     if text in ("cpu", "none", ""):
         return []
     ids = [part.strip() for part in text.split(",")]
-    if not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+    # ASCII digits: str.isdigit takes '٣', which no CUDA_VISIBLE_DEVICES does
+    if not all(i.isascii() and i.isdigit() and len(i) <= 4 for i in ids) or len(set(ids)) != len(ids):
         raise WorkerError(f"--gpus {text!r}: allowed: auto, cpu, or distinct GPU ids such as 0,1")
     return ids
+
+
+def check_gpus(ids: list[str], visible: list[str] | None = None) -> None:
+    """Refuse GPU ids this machine does not have (`visible`: detect_gpus()), before a worker starts:
+    its runs would fail one after another on a device that is not there."""
+    visible = detect_gpus() if visible is None else visible
+    missing = [i for i in ids if i not in visible]
+    if missing:
+        have = f"its GPUs are {', '.join(visible)}" if visible else "it has no GPU that CUDA can use (--gpus cpu)"
+        raise WorkerError(f"--gpus {','.join(ids)}: no GPU {', '.join(missing)} on this machine; {have}")
 
 
 def detect_gpus() -> list[str]:
@@ -70,14 +81,22 @@ RUN_NEEDS: dict[str, tuple[float, int]] = {"cnn5": (1.5, 16), "resnet18": (4.0, 
 MEMORY_SHARE = 0.9  # of a GPU's free memory that auto slots may plan with
 
 
+MAX_SLOTS = 64  # runs at once per device: more only share it thinner (and each is a process)
+
+
 def parse_slots(value: int | str) -> int | str:
-    """`auto` or an integer >= 1 (text or int)."""
+    """`auto` or an integer in 1..MAX_SLOTS (text or int)."""
     text = str(value).strip().lower()
     if text == "auto":
         return "auto"
-    if text.isdigit() and int(text) >= 1:
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_SLOTS:
         return int(text)
-    raise WorkerError(f"--slots-per-gpu {value!r}: allowed: auto, or an integer >= 1")
+    raise WorkerError(f"--slots-per-gpu {printable_text(str(value))}: allowed: auto, or an integer >= 1 and at most "
+                      f"{MAX_SLOTS}")
+
+
+def printable_text(text: str) -> str:
+    return repr(text if len(text) <= 20 else text[:17] + "...")
 
 
 def available_cores() -> int:

@@ -10,7 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from altui.al.config import ACQUISITIONS, DATASETS, DISTILLS, INITS, MODELS, WD_SCHEDULES
+from altui.al.config import ACQUISITIONS, DATASETS, DISTILLS, INITS, MAX_SEED, MODELS, WD_SCHEDULES, valid_device
+from altui.spec.limits import MAX_STRING
 
 # ----------------------------------------------------------------------------------------------
 # What the format allows
@@ -59,13 +60,19 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                    "the loss multiplied by T²)"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
 }
+# The largest value of each integer setting: what can work (a pool of more than 10**9 images does not fit
+# in memory, each round labels at least one sample), so that a typo of 2**64 is refused, not run.
+INT_MAX: dict[str, int] = {
+    "rounds": 100_000, "initial": 10**9, "budget": 10**9, "pool_subset": 10**9, "ll_subset": 10**9,
+    "epochs": 1_000_000, "ll_stop_epoch": 1_000_000, "milestones": 1_000_000,
+    "batch_size": 1 << 20, "eval_batch_size": 1 << 20, "subset_seed": MAX_SEED,
+}
 _KIND_TEXT = {
     "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
     "ints": "a list of integers", "bool|auto": 'true, false or "auto"',
 }
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9._+-]+")  # experiment names: safe in run names, paths and shells
 METHOD_NAME = re.compile(r"[^/\s]+")  # method names: "/" separates the parts of a run name; printable
-_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,10 +122,16 @@ def value_error(key: str, value: Any) -> str | None:
         return f"{value!r} is not finite; allowed: {RANGES[key][1] if key in RANGES else 'a finite number'}"
     if kind == "str" and not value.isprintable():  # no escape sequences into terminals and run names
         return f"{show(value)} holds control or other unprintable characters; allowed: printable characters"
+    if kind == "str" and len(value) > MAX_STRING:
+        return f"a string of {len(value):,} characters; allowed: at most {MAX_STRING:,}"
+    too_big = [v for v in (value if kind == "ints" else [value] if kind == "int" else []) if v > INT_MAX.get(key, v)]
+    if too_big:
+        low = RANGES[key][1] if key in RANGES else "an integer >= 1"
+        return f"{too_big[0]!r} is out of range; allowed: {low} and at most {INT_MAX[key]:,}"
     if key in CHOICES and value not in CHOICES[key]:
         return unknown_choice(key, value, CHOICES[key])
-    if key == "device" and not _DEVICE.fullmatch(value):
-        return f"unknown device {value!r}; allowed: auto, cpu, cuda, cuda:N"
+    if key == "device" and not valid_device(value):
+        return f"unknown device {value!r}; allowed: auto, cpu, cuda, cuda:N (N: digits 0-9)"
     if key in RANGES and not RANGES[key][0](value):
         return f"{value!r} is out of range; allowed: {RANGES[key][1]}"
     if key == "milestones" and (any(m < 1 for m in value) or value != sorted(value)):

@@ -3,35 +3,32 @@
 A file holds one `[defaults]` table and `[[experiment]]` tables. An experiment expands into one run per
 seed x sweep point x method. Validation collects every problem at once, each with file:line:column,
 the key path and what is allowed, so that a researcher fixes a file in one pass. Numbers must be
-finite, names and strings printable, and a file expands to at most MAX_RUNS runs (counted before
-anything is expanded). The format is documented in docs/configuration.md; its keys and the check of
-each value are in altui.spec.keys, the scanner of key positions in altui.spec.positions.
+finite and within each setting's range, names and strings printable and bounded, and a file expands
+to at most MAX_RUNS runs (counted before anything is expanded); its size and nesting are checked before
+it is parsed (altui.spec.limits). The format is documented in docs/configuration.md; its keys and the
+check of each value are in altui.spec.keys, the scanner of key positions in altui.spec.positions, the
+issues and the reading of the TOML in altui.spec.issues.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from altui.al.catalog import DATASET_INFO, MODEL_MIN_SIZE
 from altui.al.config import ConfigError, RunConfig
 from altui.al.presets import PRESETS, resolve
+from altui.spec.issues import Issues, SpecError, SpecIssue, parse_toml
 from altui.spec.keys import (
     DEFAULTS_KEYS,
     EXPERIMENT_KEYS,
     EXPERIMENT_NAME,
     FIELD_KINDS,
+    MAX_SEED,
     METHOD_FIELDS,
     METHOD_KEYS,
     METHOD_NAME,
@@ -46,37 +43,12 @@ from altui.spec.keys import (
     unknown_choice,
     value_error,
 )
+from altui.spec.limits import MAX_NAME, MAX_NESTING, LimitError, deepest, issue_path, read_bounded
 from altui.spec.positions import scan_positions
 from altui.spec.slurm import table_issues
 
 # ----------------------------------------------------------------------------------------------
 # Public API
-
-
-@dataclass(frozen=True)
-class SpecIssue:
-    """One problem in a file: where it is, which key, what is wrong and what is allowed."""
-
-    file: str
-    line: int | None
-    column: int | None
-    key: str  # key path, e.g. "experiment[2].methods[1].kd_alpha"; "" for TOML syntax errors
-    message: str
-
-    def __str__(self) -> str:
-        where = ":".join(str(p) for p in (self.file, self.line, self.column) if p is not None)
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class SpecError(Exception):
-    """Every issue found in a file; str() puts each on its own line."""
-
-    def __init__(self, issues: list[SpecIssue]):
-        self.issues = list(issues)
-        super().__init__("\n".join(str(issue) for issue in self.issues))
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keep `issues` across pickling (worker processes)
-        return (SpecError, (self.issues,))
 
 
 @dataclass(frozen=True)
@@ -124,19 +96,23 @@ MAX_RUNS = 10_000  # runs one file may expand to, unless the caller allows more 
 def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SpecFile:
     """Read and validate a file; SpecError lists every issue found."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: a leading byte-order mark is fine
+        text = read_bounded(Path(path))
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read the file: {e}")]) from None
+    except LimitError as e:
+        raise SpecError([SpecIssue(str(path), None, None, "", str(e))]) from None
     return parse_spec(text, str(path), max_runs)
 
 
 def parse_spec(text: str, file: str = "<string>", max_runs: int = MAX_RUNS) -> SpecFile:
     text = text.removeprefix("\ufeff")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError([_syntax_issue(file, text, e)]) from None
-    issues = _Issues(file, scan_positions(text))
+    doc = parse_toml(text, file)
+    issues = Issues(file, scan_positions(text))
+    depth, parts = deepest(doc)
+    if depth > MAX_NESTING:  # dotted keys nest without brackets: a.b.c... = 1
+        issues.add(issue_path(parts), f"keys nested deeper than {MAX_NESTING} levels; allowed: the tables of "
+                                      "docs/configuration.md")
+        raise SpecError(issues.sorted())
     for key in doc:
         if key not in TOP_KEYS:
             issues.add(key, unknown_choice("top-level key", key, TOP_KEYS))
@@ -166,57 +142,10 @@ def parse_spec(text: str, file: str = "<string>", max_runs: int = MAX_RUNS) -> S
 
 
 # ----------------------------------------------------------------------------------------------
-# Issues: each placed at its key's position (altui.spec.positions)
-
-_PARENT = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")
-
-
-class _Issues:
-    """Collects issues, placing each at its key's position, else at its nearest enclosing one."""
-
-    def __init__(self, file: str, positions: dict[str, tuple[int, int]]):
-        self.file = file
-        self.positions = positions
-        self.items: list[SpecIssue] = []
-        self._seen: set[SpecIssue] = set()
-
-    def add(self, path: str, message: str) -> None:
-        line, column = self.locate(path)
-        issue = SpecIssue(self.file, line, column, path, message)
-        if issue not in self._seen:  # the same value may be checked for several runs or sweep points
-            self._seen.add(issue)
-            self.items.append(issue)
-
-    def locate(self, path: str) -> tuple[int | None, int | None]:
-        while path:
-            if path in self.positions:
-                return self.positions[path]
-            shorter = _PARENT.sub("", path)
-            path = "" if shorter == path else shorter
-        return None, None
-
-    def sorted(self) -> list[SpecIssue]:
-        return sorted(self.items, key=lambda i: (i.line is None, i.line or 0, i.column or 0))
-
-
-_AT = re.compile(r" \(at line (\d+), column (\d+)\)| \(at end of document\)")
-
-
-def _syntax_issue(file: str, text: str, error: Exception) -> SpecIssue:
-    """tomllib's message ends with "(at line L, column C)" or "(at end of document)"."""
-    message = str(error)
-    match = _AT.search(message)
-    line, column = (int(match[1]), int(match[2])) if match and match[1] else (None, None)
-    if match and not match[1]:
-        line = max(1, len(text.splitlines()))
-    return SpecIssue(file, line, column, "", f"invalid TOML: {_AT.sub('', message)}")
-
-
-# ----------------------------------------------------------------------------------------------
 # Tables: their keys and values (altui.spec.keys)
 
 
-def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], issues: _Issues) -> None:
+def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], issues: Issues) -> None:
     """Known keys and valid values (each element of a sweep); names, methods, seeds are checked apart."""
     for key, value in table.items():
         path = f"{prefix}.{key}"
@@ -230,20 +159,20 @@ def _check_table(table: dict[str, Any], prefix: str, allowed: tuple[str, ...], i
         elif is_sweep(key, value):
             if not value:
                 issues.add(path, "an empty list sweeps nothing; give one value or a list of values")
-            names = [format_value(normalized(key, v)) for v in value]
+            first: dict[str, int] = {}  # each value's first index (a dict: 100k values in one pass)
             for n, v in enumerate(value):
                 error = value_error(key, v)
                 if error:
                     issues.add(f"{path}[{n}]", error)
-                elif names.index(names[n]) != n:
-                    issues.add(f"{path}[{n}]", f"{v!r} is swept twice; allowed: each value once")
+                elif first.setdefault(format_value(normalized(key, v)), n) != n:
+                    issues.add(f"{path}[{n}]", f"{show(v)} is swept twice; allowed: each value once")
         else:
             error = value_error(key, value)
             if error:
                 issues.add(path, error)
 
 
-def _check_unique_names(tables: list[dict[str, Any]], issues: _Issues) -> None:
+def _check_unique_names(tables: list[dict[str, Any]], issues: Issues) -> None:
     first: dict[str, int] = {}
     for i, table in enumerate(tables):
         name = table.get("name")
@@ -272,7 +201,7 @@ class _Method:
 class _ExperimentParser:
     """Checks one [[experiment]] table (merged over [defaults]) and expands it into runs."""
 
-    def __init__(self, index: int, table: dict[str, Any], defaults: dict[str, Any], issues: _Issues,
+    def __init__(self, index: int, table: dict[str, Any], defaults: dict[str, Any], issues: Issues,
                  runs_before: int = 0, max_runs: int = MAX_RUNS):
         self.prefix = f"experiment[{index}]"
         self.table = table
@@ -303,9 +232,10 @@ class _ExperimentParser:
             if key not in table:
                 self.issues.add(f"{self.prefix}.{key}", f"missing required key {key!r}")
         name = self.table.get("name")
-        if "name" in self.table and not (isinstance(name, str) and EXPERIMENT_NAME.fullmatch(name)):
-            self.issues.add(f"{self.prefix}.name",
-                            f"expected a name of letters, digits and . _ + -, got {show(name)}")
+        if "name" in self.table and not (isinstance(name, str) and EXPERIMENT_NAME.fullmatch(name)
+                                         and len(name) <= MAX_NAME):
+            self.issues.add(f"{self.prefix}.name", f"expected a name of letters, digits and . _ + - (at "
+                                                   f"most {MAX_NAME}), got {show(name)}")
         methods = self.methods(self.table["methods"]) if "methods" in self.table else []
         seeds = self.seeds(self.merged.get("seeds", [0]))
         sweeps = [(k, [normalized(k, v) for v in vs]) for k, vs in self.merged.items() if is_sweep(k, vs)]
@@ -383,9 +313,11 @@ class _ExperimentParser:
             self.issues.add(f"{path}.name", "missing `name`: a method table needs a `name` "
                                             "(or a `preset`, whose name it then takes)")
             return None
-        if isinstance(name, str) and not (METHOD_NAME.fullmatch(name) and name.isprintable()):
-            self.issues.add(f"{path}.name", f"{name!r} is not allowed; allowed: printable characters "
-                                            "without spaces or '/'")
+        if isinstance(name, str) and not (METHOD_NAME.fullmatch(name) and name.isprintable()
+                                          and len(name) <= MAX_NAME):
+            short = name if len(name) <= 40 else name[:37] + "..."
+            self.issues.add(f"{path}.name", f"{short!r} is not allowed; allowed: printable characters "
+                                            f"without spaces or '/', at most {MAX_NAME}")
             ok = False
         fields = {k: normalized(k, v) for k, v in entry.items() if k in METHOD_FIELDS}
         return _Method(name, preset, fields, index) if ok else None
@@ -394,12 +326,13 @@ class _ExperimentParser:
         """A list of seeds, or n meaning 0..n-1 (a range: nothing is allocated for a huge n)."""
         path = self.origin("seeds")
         if has_kind(value, "int"):
-            if value < 1:
-                self.issues.add(path, f"{value!r} is out of range; allowed: n >= 1 (seeds 0..n-1) or a list")
-            return range(max(value, 0))
-        if not (has_kind(value, "ints") and value and all(s >= 0 for s in value)):
-            self.issues.add(path, "expected a non-empty list of integers >= 0 or a count n (seeds 0..n-1), "
-                                  f"got {show(value)}")
+            if not 1 <= value <= MAX_SEED + 1:
+                self.issues.add(path, f"{value!r} is out of range; allowed: n >= 1 (seeds 0..n-1) or a list; seeds up "
+                                      f"to {MAX_SEED:,} (what the random generators take)")
+            return range(min(max(value, 0), MAX_SEED + 1))
+        if not (has_kind(value, "ints") and value and all(0 <= s <= MAX_SEED for s in value)):
+            self.issues.add(path, f"expected a non-empty list of integers >= 0 or a count n (seeds 0..n-1); "
+                                  f"seeds up to {MAX_SEED:,} (what the random generators take), got {show(value)}")
         elif len(set(value)) != len(value):
             self.issues.add(path, f"{value} repeats a seed; allowed: each seed once")
         return value if isinstance(value, list) else []

@@ -25,19 +25,30 @@ def config_of(run: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict(json.loads(run["spec_json"]))
 
 
+def labels_sum(initial: int, budget: int, first: int, stop: int) -> int:
+    """N_first + ... + N_(stop-1), with N_t = initial + t * budget: in closed form, so that 2**64
+    rounds cost no more than 5."""
+    count = max(0, stop - first)
+    return count * initial + budget * (first + stop - 1) * count // 2
+
+
 def train_images(cfg: RunConfig) -> int:
     """Images a whole run trains on: epochs x N_t, summed over its rounds."""
-    return sum(cfg.epochs * cfg.n_labeled(t) for t in range(cfg.rounds))
+    return cfg.epochs * labels_sum(cfg.initial, cfg.budget, 0, cfg.rounds)
 
 
 def remaining_images(cfg: RunConfig, rounds_done: int, epoch: int | None = None) -> int:
     """Training images still ahead of a run that has recorded `rounds_done` rounds and is `epoch`
     epochs into the next one."""
-    if rounds_done >= cfg.rounds:
+    return images_left(cfg.rounds, cfg.epochs, cfg.initial, cfg.budget, rounds_done, epoch)
+
+
+def images_left(rounds: int, epochs: int, initial: int, budget: int, rounds_done: int, epoch: int | None) -> int:
+    """remaining_images() of plain numbers (a `Store.runs` row has them: no settings to build)."""
+    if rounds_done >= rounds:
         return 0
-    current = cfg.n_labeled(rounds_done) * (cfg.epochs - min(epoch or 0, cfg.epochs))
-    later = sum(cfg.epochs * cfg.n_labeled(t) for t in range(rounds_done + 1, cfg.rounds))
-    return current + later
+    current = (initial + rounds_done * budget) * (epochs - min(epoch or 0, epochs))
+    return current + epochs * labels_sum(initial, budget, rounds_done + 1, rounds)
 
 
 def throughput_key(cfg: RunConfig) -> tuple[str, int]:
@@ -45,18 +56,27 @@ def throughput_key(cfg: RunConfig) -> tuple[str, int]:
     return cfg.model, cfg.batch_size
 
 
+_ROW_PLAN = ("rounds_total", "epochs_total", "initial", "budget", "model", "batch_size")
+
+
 def seconds_left(run: dict[str, Any], throughput: dict[tuple[str, int], float]) -> float | None:
     """Seconds a queued or running run still needs at the measured throughput (images/s) of its model
     and batch size; None when nothing has been measured for them yet. Done, failed and cancelled
-    runs need none."""
+    runs need none. A `Store.runs` row carries the settings this needs; another dict is read from
+    its spec_json."""
     if run["status"] not in ("queued", "running"):
         return 0.0
-    cfg = config_of(run)
-    speed = throughput.get(throughput_key(cfg))
+    if all(isinstance(run.get(k), int) for k in _ROW_PLAN if k != "model"):
+        rounds, epochs, initial, budget, model, batch = (run[k] for k in _ROW_PLAN)
+    else:
+        cfg = config_of(run)
+        rounds, epochs, initial, budget, model, batch = (cfg.rounds, cfg.epochs, cfg.initial, cfg.budget,
+                                                         cfg.model, cfg.batch_size)
+    speed = throughput.get((model, batch))
     if not speed:
         return None
     epoch = run.get("epoch") if run["status"] == "running" else 0
-    return remaining_images(cfg, run.get("rounds_done") or 0, epoch) / speed
+    return images_left(rounds, epochs, initial, budget, run.get("rounds_done") or 0, epoch) / speed
 
 
 @dataclass(frozen=True)

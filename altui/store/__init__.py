@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from altui.store.connection import (
+    BUSY_TIMEOUT_MS,
     EVENTS_FILE,
+    READ_BUSY_MS,
     StoreError,
     checkpoint_file,
     now,
@@ -17,8 +19,8 @@ from altui.store.runs import RunsMixin
 from altui.store.schema import STATUSES, migrations
 from altui.store.throughput import ThroughputMixin
 
-__all__ = ["EVENTS_FILE", "STATUSES", "Store", "StoreError", "checkpoint_file", "migrations", "now", "parse_time",
-           "partial_file", "store_error", "to_json"]
+__all__ = ["BUSY_TIMEOUT_MS", "EVENTS_FILE", "READ_BUSY_MS", "STATUSES", "Store", "StoreError", "checkpoint_file",
+           "migrations", "now", "parse_time", "partial_file", "store_error", "to_json"]
 
 
 class Store(RunsMixin, ResultsMixin, ThroughputMixin):

@@ -23,6 +23,7 @@ from altui.files import make_dir
 from altui.store.schema import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+READ_BUSY_MS = 1_000  # what read-only commands wait for a lock: another program's lock is said at once
 
 
 def _uri_path(path: Path) -> str:
@@ -86,10 +87,36 @@ def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
     elif base == sqlite3.SQLITE_CANTOPEN:
         why = f"cannot open the store {path}: {_cannot_open(path)}"
     elif base in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        why = f"the store {path} stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s; try again"
+        why = f"store is locked by another program{lock_holders(path)}: {path}; try again when it has finished"
     else:
         why = f"the store {path}: {text}"
     return StoreError(why)
+
+
+def lock_holders(path: Path) -> str:
+    """" (pid 123 sqlite3)": the other processes holding a lock on the store's files, from
+    /proc/locks (Linux); "" when none is known."""
+    inodes = set()
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            inodes.add(file.stat().st_ino)
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return ""
+    pids = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 5 and fields[4].isdigit() and fields[5].rsplit(":", 1)[-1].isdigit() \
+                and int(fields[5].rsplit(":", 1)[-1]) in inodes and int(fields[4]) != os.getpid():
+            pids.append(int(fields[4]))
+    names = []
+    for pid in dict.fromkeys(pids):
+        try:
+            names.append(f"pid {pid} {Path(f'/proc/{pid}/comm').read_text().strip()}")
+        except OSError:
+            names.append(f"pid {pid}")
+    return f" ({', '.join(names)})" if names else ""
 
 
 def _cannot_open(path: Path) -> str:
@@ -114,8 +141,9 @@ class StoreBase:
     Every SQLite failure while opening is a StoreError that says what is wrong in one line.
     """
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, busy_ms: int = BUSY_TIMEOUT_MS):
         self.path = Path(path)
+        self.busy_ms = busy_ms  # how long a statement waits for another's lock (READ_BUSY_MS: read-only commands)
         self.read_only = False
         if self.path.is_dir():
             raise StoreError(f"cannot open the store {self.path}: {_cannot_open(self.path)}")
@@ -147,9 +175,9 @@ class StoreBase:
             raise store_error(self.path, e) from None
 
     def _connect(self, uri: str) -> Database:
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, timeout=self.busy_ms / 1000, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_ms}")
         return Database(conn)
 
     def _prepare(self) -> None:

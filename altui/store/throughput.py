@@ -15,12 +15,14 @@ class ThroughputMixin(StoreBase):
         """Training images per second per (model, batch size), over every epoch recorded here: total
         images over total seconds, so that long epochs weigh as much as they took."""
         rows = self._rows("""
-            SELECT model, batch, SUM(n) AS images, SUM(n / ips) AS seconds FROM (
+            SELECT model, batch, SUM(n * k) AS images, SUM(n * inverse) AS seconds FROM (
                 SELECT json_extract(r.spec_json, '$.model') AS model,
                     json_extract(r.spec_json, '$.batch_size') AS batch,
                     json_extract(r.spec_json, '$.initial') + e.round * json_extract(r.spec_json, '$.budget') AS n,
-                    e.images_per_second AS ips
-                FROM epochs e JOIN runs r ON r.id = e.run_id WHERE e.images_per_second > 0)
+                    e.k, e.inverse
+                FROM (SELECT run_id, round, COUNT(*) AS k, SUM(1.0 / images_per_second) AS inverse FROM epochs
+                      WHERE images_per_second > 0 GROUP BY run_id, round) e  -- each run's settings read once a round
+                JOIN runs r ON r.id = e.run_id)
             GROUP BY model, batch""")
         return {(r["model"], r["batch"]): r["images"] / r["seconds"] for r in rows if r["seconds"]}
 

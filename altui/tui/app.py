@@ -74,10 +74,13 @@ class AltuiApp(App[None]):
         self.post_message(SnapshotReady(self.backend.snapshot()))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        unchanged = message.snapshot.unchanged and self.snapshot is not None and self.error is None
         self.snapshot = message.snapshot
         self.error = None
         for screen in self.screen_stack:
-            if isinstance(screen, (MainScreen, RunScreen)) and screen.is_mounted:
+            if unchanged and isinstance(screen, MainScreen) and screen.is_mounted:
+                screen.show_status(message.snapshot)  # the clock and the worker; the runs are as they were
+            elif isinstance(screen, (MainScreen, RunScreen)) and screen.is_mounted:
                 try:
                     screen.apply(message.snapshot)
                 except NoMatches:  # a poll that ends while the app closes finds its widgets gone

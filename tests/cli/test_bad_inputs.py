@@ -16,12 +16,16 @@ Each case is one file. Its lines after the `# --- bad input` marker say how to r
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import shlex
 import shutil
 import sqlite3
+import struct
 import subprocess
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -196,6 +200,80 @@ def foreign_sqlite(s: Scene) -> None:
     con.close()
 
 
+def append(s: Scene, text: str) -> None:
+    """More of the case's file, written by the setup: what is too big to keep in the repository."""
+    with open(s.file, "a") as f:
+        f.write(text)
+
+
+def npz_huge_header(s: Scene) -> None:
+    """An npz whose x header claims 2**20 x 2**20 images of one byte (1 TiB) over 100 bytes of data."""
+    path = write_npz(s, x=images(3), y=np.arange(3), x_test=images(2), y_test=np.arange(2))
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (2**20, 2**20)})
+    members["x.npy"] = header.getvalue() + bytes(100)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def png(path: Path, size: tuple[int, int] = (8, 8)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (10, 200, 30)).save(path)
+
+
+def image_folder(s: Scene) -> Path:
+    """{dir}/img with train/ and test/, classes a and b, one 8x8 image each."""
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            png(s.dir / "img" / split / cls / "1.png")
+    return s.dir / "img"
+
+
+def png_bomb(s: Scene) -> None:
+    """A PNG whose header says 10,000 x 10,000 pixels (PIL only warns, and decodes such a file for half a minute)."""
+    path = image_folder(s) / "train" / "b" / "2.png"
+    data = bytearray((path.parent / "1.png").read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4: ihdr + 12] = struct.pack(">II", 10_000, 10_000)
+    data[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr: ihdr + 17])))
+    path.write_bytes(bytes(data))
+
+
+def folder_loop(s: Scene) -> None:
+    (image_folder(s) / "train" / "b" / "again").symlink_to(".", target_is_directory=True)
+
+
+def mnist_label_200(s: Scene) -> None:
+    """MNIST's four IDX files under {dir}/MNIST/raw, 10 images each, one training label of 200."""
+    raw = s.dir / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    labels = np.arange(10, dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, 10, 28, 28) + bytes(10 * 784))
+        if prefix == "train":
+            labels[3] = 200
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, 10) + labels.tobytes())
+
+
+def locked(s: Scene) -> None:
+    """Another program holds the store locked (exclusive locking mode, in a transaction) while the case runs."""
+    store(s)
+    con = sqlite3.connect(s.db, isolation_level=None)
+    con.execute("PRAGMA locking_mode = EXCLUSIVE")
+    con.execute("BEGIN EXCLUSIVE")
+    con.execute("SELECT COUNT(*) FROM runs").fetchone()
+    s.stack.callback(con.close)
+    s.stack.callback(con.execute, "ROLLBACK")
+
+
+BAD_EXPERIMENT = '[[experiment]]\nname = "e{}"\ndataset = "digits"\nmodel = "cnn5"\nmethods = ["Rand"]\n'
+
+
 SETUPS: dict[str, Callable[[Scene], None]] = {
     "none": lambda s: None,
     "store": store,
@@ -221,6 +299,16 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
     "npz-test-only-class": lambda s: write_npz(s, x=images(6), y=np.arange(6) % 3, x_test=images(2),
                                                y_test=np.array([1, 7])),
     "cifar-planted": cifar_planted,
+    # issue 23: files too big or too many problems
+    "pad-2mb": lambda s: append(s, ("# padding" + " " * 90 + "\n") * 20_000),
+    "many-bad-experiments": lambda s: append(s, "".join(BAD_EXPERIMENT.format(i) for i in range(1, 5000))),
+    "locked": locked,
+    # issue 23: data files
+    "npz-huge-header": npz_huge_header,
+    "png-bomb": png_bomb,
+    "folder-loop": folder_loop,
+    "mnist-label-200": mnist_label_200,
+    "sweep-100k": lambda s: append(s, f"weight_decay = [{', '.join(str(i / 1e6) for i in range(1, 100_001))}]\n"),
 }
 
 
@@ -235,7 +323,7 @@ def store_state(db: Path, run_failed: bool) -> Any:
     if db.is_dir():
         return ("folder", sorted(p.name for p in db.iterdir()))
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)  # locked: its bytes
         try:
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             state = {}

@@ -138,3 +138,17 @@ def test_bulk_changes_reject_bad_input_and_change_nothing(db: Path, args: list[s
     assert result.exit_code == 1 and message in result.stderr
     with Store(db) as store:
         assert [r["status"] for r in store.runs()] == before
+
+
+def test_ls_prints_at_most_limit_rows_and_counts_the_rest(db: Path) -> None:
+    """`altui ls` at scale: a default of 100 rows, --limit N, and --limit 0 for all; --json lists all."""
+    shown = CliRunner().invoke(app, ["--db", str(db), "ls", "--limit", "2"])
+    assert shown.exit_code == 0, shown.output
+    assert "a/Random/s0" in shown.output and "a/Random/s1" in shown.output and "b/Random/s0" not in shown.output
+    assert "3 more run(s) not shown (2 of 5); --limit 0 lists all" in shown.output
+    every = CliRunner().invoke(app, ["--db", str(db), "ls", "--limit", "0"])
+    assert "b/Random/s1" in every.output and "not shown" not in every.output
+    assert len(json.loads(CliRunner().invoke(app, ["--db", str(db), "ls", "--json"]).output)) == 5
+    assert len(json.loads(CliRunner().invoke(app, ["--db", str(db), "ls", "--json", "--limit", "1"]).output)) == 1
+    refused = CliRunner().invoke(app, ["--db", str(db), "ls", "--limit", "-1"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output

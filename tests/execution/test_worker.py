@@ -145,6 +145,22 @@ def test_auto_slots_follow_the_model_the_free_memory_and_the_cores() -> None:
     assert n == 2 and why.startswith("densenet100") and "free memory unknown" in why
 
 
+def test_what_cannot_work_is_refused_with_its_range() -> None:
+    """A GPU that is not there, a million slots, digits of another script (issue 23)."""
+    from altui.execution.slots import check_gpus
+
+    check_gpus(["1"], visible=["0", "1"])
+    with pytest.raises(WorkerError, match="--gpus 0,7: no GPU 7 on this machine; its GPUs are 0, 1"):
+        check_gpus(["0", "7"], visible=["0", "1"])
+    with pytest.raises(WorkerError, match="it has no GPU that CUDA can use"):
+        check_gpus(["0"], visible=[])
+    for bad in ("1000000", "65", "٣"):
+        with pytest.raises(WorkerError, match="an integer >= 1 and at most 64"):
+            parse_slots(bad)
+    with pytest.raises(WorkerError, match="distinct GPU ids"):
+        parse_gpus("٣")
+
+
 def test_slots_per_gpu_auto_or_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_slots("auto") == "auto" and parse_slots("3") == 3 and parse_slots(2) == 2
     for bad in ("0", "-1", "many", "1.5"):

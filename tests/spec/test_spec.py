@@ -347,6 +347,19 @@ CASES: dict[str, list[Expect]] = {
         Expect(9, f"{E}.slurm.time", "'an hour': allowed: minutes (90)"),
         Expect(10, f"{E}.slurm.gpus", "-1 is not allowed; allowed: an integer >= 0"),
         Expect(11, f"{E}.slurm.args", "'signal=USR1@100': refused: altui asks Slurm for its own signal")],
+    # issue 23: deep or huge files, integers out of range
+    "nested-arrays-5000-deep": [Expect(6, "", "nesting deeper than 32 levels (arrays and inline tables)")],
+    "nested-inline-tables-5000-deep": [Expect(6, "", "nesting deeper than 32 levels")],
+    "dotted-key-20000-parts": [Expect(6, "", "a dotted key nested deeper than 32 levels")],
+    "name-10000-characters": [Expect(2, f"{E}.name", "letters, digits and . _ + - (at most 100)")],
+    "method-name-1000-characters": [Expect(5, f"{E}.methods[0].name", "without spaces or '/', at most 100")],
+    "seed-2-to-the-64": [Expect(6, f"{E}.seeds", "seeds up to 4,294,967,295")],
+    "rounds-2-to-the-64-npz": [Expect(7, f"{E}.rounds", "allowed: an integer >= 1 and at most 100,000")],
+    "epochs-over-a-million": [Expect(6, f"{E}.epochs", "10000000 is out of range"),
+                              Expect(7, f"{E}.milestones", "5000000 is out of range")],
+    "integer-of-5000-digits": [Expect(None, "", "invalid TOML: Exceeds the limit (4300 digits)")],
+    "problems-capped-at-20": [Expect(5, f"{E}.methods[0]", "unknown preset 'Rand'")],
+    "device-arabic-indic-digit": [Expect(6, f"{E}.device", "allowed: auto, cpu, cuda, cuda:N (N: digits 0-9)")],
 }
 
 

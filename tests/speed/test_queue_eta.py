@@ -67,3 +67,20 @@ def test_before_any_run_trains_etas_come_from_altui_estimate_s_measurement(tmp_p
         store.add_epoch(run, {"round": 0, "epoch": 1, "train_loss": 1.0, "train_accuracy": 0.1, "lr": 0.1,
                               "images_per_second": 10.0})
         assert known_throughput(store) == {("cnn5", 32): pytest.approx(10.0)}
+
+
+def test_an_eta_of_2_to_the_64_rounds_is_computed_at_once_and_matches_the_sum(tmp_path):
+    """A run planned (through a store written elsewhere) with 2**64 rounds: its ETA is a closed form,
+    not a sum over every round; for 5 rounds it is the sum."""
+    from altui.speed.eta import labels_sum, remaining_images
+
+    huge = resolve("Random", FIELDS)
+    huge = type(huge).from_dict({**huge.to_dict(), "rounds": 2**64})
+    assert remaining_images(huge, 3, 1) == 1 * (20 + 3 * 20) + 2 * labels_sum(20, 20, 4, 2**64)
+    small = type(huge).from_dict({**huge.to_dict(), "rounds": 5})
+    assert remaining_images(small, 1, 1) == 40 * 1 + sum(2 * (20 + 20 * t) for t in range(2, 5))
+    with queued_store(tmp_path, 1) as store:
+        store.db.conn.execute("UPDATE runs SET spec_json = json_set(spec_json, '$.rounds', 100000)")
+        store.db.conn.commit()
+        runs = store.runs()
+    assert queue_finish(runs, SPEED, slots=1) == {1: pytest.approx(2 * labels_sum(20, 20, 0, 100_000) / 10.0)}

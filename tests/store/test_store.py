@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -367,3 +368,26 @@ def test_select_runs_by_experiment_and_status(tmp_path):
         assert store.select_runs("nothing") == []
         with pytest.raises(StoreError, match="unknown status 'bogus'; allowed: queued"):
             store.select_runs("exp", ["bogus"])
+
+
+def test_the_change_token_moves_with_what_the_dashboard_shows_and_not_with_the_heartbeat(tmp_path):
+    """Store.change_token (issue 23: the idle dashboard polls it instead of reading every run)."""
+    from altui.al.presets import resolve
+
+    config = resolve("Random", dict(dataset="digits", model="cnn5", rounds=2, initial=10, budget=10)).to_dict()
+    with Store(tmp_path / "altui.db") as store:
+        ids = store.enqueue("e", "f", {}, [{"name": f"r{i}", "method": "Random", "seed": i, "config": config}
+                                           for i in range(3)])
+        tokens = [store.change_token()]
+        store.set_settings({"worker_heartbeat": "later"})
+        assert store.change_token() == tokens[-1]
+        for change in (lambda: store.claim("cpu", ids[0]), lambda: store.heartbeat(ids[0]),
+                       lambda: store.add_epoch(ids[0], dict(round=0, epoch=1, train_loss=1.0, train_accuracy=0.5,
+                                                            lr=0.1, images_per_second=5.0)),
+                       lambda: store.log(ids[0], "a line"), lambda: store.cancel([ids[1]]),
+                       lambda: store.retry([ids[1]]), lambda: store.set_paused(True),
+                       lambda: store.finish(ids[0], "failed", "boom")):
+            time.sleep(0.002)  # timestamps are in milliseconds
+            change()
+            assert store.change_token() != tokens[-1]  # (a retry of a cancel may restore an older one)
+            tokens.append(store.change_token())

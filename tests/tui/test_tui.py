@@ -697,6 +697,27 @@ def test_a_failing_poll_is_shown_not_raised(dash) -> None:
     drive(app, script)
 
 
+def test_an_idle_dashboard_reads_the_store_again_only_when_it_changes(real_store: dict, dash) -> None:
+    """Polls of an unchanged store reuse the last read (the clock moves on); a cancel from another
+    program is read and shown at the next poll."""
+    app, db, _ = dash
+    done, done2, running, queued = real_store["ids"]
+    reads = []
+    real = app.backend._read
+    app.backend._read = lambda *args: reads.append(1) or real(*args)
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.pause(1.0)  # ~10 polls at 0.1 s
+        assert len(reads) <= 1, len(reads)  # (one when the first poll ran before the patch)
+        assert app.snapshot.unchanged
+        with Store(db) as store:
+            store.cancel([queued])
+        await wait_for(pilot, lambda: cell(app.screen.query_one(RunsTable), queued, "status").startswith("cancelled"))
+        assert not app.snapshot.unchanged or len(reads) >= 1
+
+    drive(app, script)
+
+
 def test_ui_without_a_terminal_points_to_ls(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, ["--db", str(tmp_path / "a.db"), "ui"])
     assert result.exit_code == 1

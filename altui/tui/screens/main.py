@@ -103,11 +103,14 @@ class MainScreen(Screen):
     # ---- data in -----------------------------------------------------------------------------
 
     def apply(self, snapshot: Snapshot) -> None:
-        self.query_one(StatusLine).show(snapshot, str(self.app.backend.db), self.app.error)
+        self.show_status(snapshot)
         self.pane.show(snapshot)
         self.runs_table.show_runs(snapshot.runs, snapshot.taken_at, snapshot.eta)
         self.update_context()
         self.update_plots()
+
+    def show_status(self, snapshot: Snapshot) -> None:
+        self.query_one(StatusLine).show(snapshot, str(self.app.backend.db), self.app.error)
 
     def update_context(self) -> None:
         table = self.runs_table
