@@ -117,6 +117,7 @@ class StoreBase:
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
         self.read_only = False
+        self._depth = 0  # nesting of write transactions (_write)
         if self.path.is_dir():
             raise StoreError(f"cannot open the store {self.path}: {_cannot_open(self.path)}")
         if not create and not self.path.exists():
@@ -206,14 +207,29 @@ class StoreBase:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Database]:
-        """One short write transaction that holds the write lock from its start."""
+        """One short write transaction that holds the write lock from its start. Inside another
+        (`transaction`), it is part of that one: the outer one commits or rolls back all."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
         self.db.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self.db
         except BaseException:
+            self._depth = 0
             self.db.conn.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.db.conn.execute("COMMIT")
+
+    def transaction(self) -> contextlib.AbstractContextManager[Database]:
+        """Several writes as one transaction: all of them are stored, or none (a Slurm events batch)."""
+        return self._write()
 
     def _rows(self, sql: str, params: Iterable[Any] | dict = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.conn.execute(sql, params).fetchall()]
