@@ -70,6 +70,8 @@ def _int(value: Any, key: str, low: int = 0, high: int = MAX_INT) -> int:
 def _number(value: Any, key: str, low: float = -math.inf, high: float = math.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Bad(f"{key} must be a number, not {_kind(value)}")
+    if isinstance(value, int) and abs(value) > MAX_INT:  # SQLite holds no larger integer
+        raise Bad(f"{key} is {str(value)[:40]}; allowed: a finite number from {low} to {high}")
     if not math.isfinite(value) or not low <= value <= high:
         raise Bad(f"{key} is {value!r}; allowed: a finite number from {low} to {high}")
     return float(value)
@@ -230,7 +232,7 @@ def check(event: Any, run_id: int | None, rounds: int | None) -> None:
     if not isinstance(event, dict):
         raise Bad(f"a line must be a JSON object, not {_kind(event)}")
     kind = event.get("type")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise Bad(f"type is {str(kind)[:40]!r}; allowed: {', '.join(KINDS)}")
     required, optional, check_kind = KINDS[kind]
     _object(event, f"a {kind} line", (*COMMON, *required), ("run", *optional))
