@@ -33,7 +33,7 @@ class Bad(ValueError):
 
 
 def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise Bad(f"{name} is no number JSON allows; allowed: finite numbers")
 
 
 def parse_line(line: bytes) -> Any:
@@ -106,6 +106,8 @@ def _json_numbers(value: Any, key: str, integers: bool = False, nulls: bool = Fa
     _text(value, key, MAX_LINE)
     try:
         items = json.loads(value, parse_constant=_reject_constant)
+    except Bad:
+        raise
     except (ValueError, RecursionError):
         raise Bad(f"{key} must be JSON text of a list of numbers") from None
     for i, item in enumerate(_list(items, key)):
