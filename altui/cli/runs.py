@@ -28,7 +28,7 @@ from altui.cli.app import (
     wide,
 )
 from altui.spec import MAX_RUNS, SpecError
-from altui.store import STATUSES, Store, parse_time
+from altui.store import STATUSES, Store, parse_time, run_folder
 from altui.tui.format import CANCELLABLE, RETRYABLE, duration, pending, status_text
 
 
@@ -205,7 +205,7 @@ def slurm_hints(run: dict, db: Path) -> list[str]:
     return [f"Slurm job {job}" + (f" ({where})" if where else ""),
             f"  scontrol show job {job}        # while Slurm remembers it (a few minutes after its end)",
             f"  sacct -j {job} --format=JobID,JobName%40,State,ExitCode,Elapsed,NodeList,Reason",
-            f"  output: {db.parent / str(run['id']) / 'slurm' / f'{job}_0_log.out'}"]
+            f"  output: {run_folder(db, run['id']) / 'slurm' / f'{job}_0_log.out'}"]
 
 
 def fmt(value: object, spec: str = "") -> str:

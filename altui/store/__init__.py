@@ -6,9 +6,12 @@ from altui.store.connection import (
     EVENTS_FILE,
     StoreError,
     checkpoint_file,
+    make_run_folder,
     now,
     parse_time,
     partial_file,
+    run_folder,
+    runs_folder,
     store_error,
     to_json,
 )
@@ -17,8 +20,8 @@ from altui.store.runs import RunsMixin
 from altui.store.schema import STATUSES, migrations
 from altui.store.throughput import ThroughputMixin
 
-__all__ = ["EVENTS_FILE", "STATUSES", "Store", "StoreError", "checkpoint_file", "migrations", "now", "parse_time",
-           "partial_file", "store_error", "to_json"]
+__all__ = ["EVENTS_FILE", "STATUSES", "Store", "StoreError", "checkpoint_file", "make_run_folder", "migrations", "now",
+           "parse_time", "partial_file", "run_folder", "runs_folder", "store_error", "to_json"]
 
 
 class Store(RunsMixin, ResultsMixin, ThroughputMixin):

@@ -135,8 +135,9 @@ def add_round_0(s: Scene) -> None:
 
 def checkpoint_garbage(s: Scene) -> None:
     add_round_0(s)
-    (s.store / "2").mkdir()
-    (s.store / "2" / "round-0.pt").write_bytes(os.urandom(3000))
+    with Store(s.db) as st:
+        st.make_run_dir(2)
+        (st.run_dir(2) / "round-0.pt").write_bytes(os.urandom(3000))
 
 
 def write_npz(s: Scene, **arrays: np.ndarray) -> Path:
@@ -252,8 +253,10 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
     "read-only-folder": read_only,
     "lock-link": lambda s: link(s, "worker.lock"),
     "log-link": lambda s: link(s, "worker.log"),
-    "run-folder-link": lambda s: ((s.dir / "victim-folder").mkdir(),
-                                  (s.store / "2").symlink_to(s.dir / "victim-folder")),
+    "run-folder-link": lambda s: ((s.dir / "victim-folder").mkdir(), (s.store / "altui.db-runs").mkdir(),
+                                  (s.store / "altui.db-runs" / "2").symlink_to(s.dir / "victim-folder")),
+    "runs-folder-link": lambda s: ((s.dir / "victim-folder").mkdir(),
+                                   (s.store / "altui.db-runs").symlink_to(s.dir / "victim-folder")),
     "checkpoint-garbage": checkpoint_garbage,
     "checkpoint-deleted": add_round_0,
     "npz-truncated": npz_truncated,
