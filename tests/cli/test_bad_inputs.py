@@ -239,6 +239,16 @@ def huge_and_deep(s: Scene) -> None:
     s.events.write_text(json.dumps(log) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
 
 
+def worker_lock_held(s: Scene) -> None:
+    """A worker holds the store's lock (this process, as a worker whose store was deleted under it)."""
+    import fcntl
+
+    fd = os.open(s.store / "worker.lock", os.O_RDWR | os.O_CREAT)
+    s.stack.callback(os.close, fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{os.getpid()}\nthe store {s.db} was deleted while this worker served it".encode())
+
+
 SETUPS: dict[str, Callable[[Scene], None]] = {
     "none": lambda s: None,
     "store": store,
@@ -267,6 +277,7 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
                                                y_test=np.array([1, 7])),
     "cifar-planted": cifar_planted,
     "slurm-run": slurm_run,
+    "worker-lock-held": worker_lock_held,
     "events-fifo": lambda s: events_replaced(s, os.mkfifo),
     "events-folder": lambda s: events_replaced(s, Path.mkdir),
     "events-link": events_link,

@@ -241,7 +241,8 @@ class SlurmWorker(Worker):
                 self.scancel(job.run_id, job.job_id, f"cancelled: scancel{again} of Slurm job {job.job_id}")
 
     def fill(self) -> None:
-        while not self.stopping and len(self.watched) < self.max_jobs and time.monotonic() >= self.submit_after:
+        while (not self.stopping and self.store_changed is None and len(self.watched) < self.max_jobs
+               and time.monotonic() >= self.submit_after):
             run = self.store.claim("slurm")  # None when the queue is empty or paused
             if run is None:
                 return
