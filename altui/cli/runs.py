@@ -421,7 +421,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
 ) -> None:
     """A run's log: its events (rounds, recoveries, errors). Its process output is in
-    <db folder>/<run id>/output.log."""
+    its run folder: <db folder>/<db file>-runs/<run id>/output.log."""
     import time
 
     with open_store(ctx) as store:
