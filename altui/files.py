@@ -100,9 +100,15 @@ def make_dir(path: str | Path) -> Path:
 def fsync_dir(folder: str | Path) -> None:
     """Make the names in `folder` durable (a rename, a new or removed file): a file's own fsync does
     not; after a power loss the folder could show the old name."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:  # a folder we may write but not list: nothing to sync through
+        return
     try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):  # a file system without it
+            raise
     finally:
         os.close(fd)
 

@@ -175,14 +175,20 @@ def open_events(path: Path) -> int | None:
     """A read-only descriptor of the events file at `path`, None when there is none. Never through a
     symbolic link (O_NOFOLLOW: a link to a secret on the head would put its lines into the store),
     never blocking (O_NONBLOCK: a FIFO would hang the head), and only a regular file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # the run folder too: never through a link planted in its place
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
-        what = "a symbolic link" if e.errno == errno.ELOOP else f"unreadable ({e.strerror})"
-        raise EventsFileRefused(e.errno, f"{path} is {what}; the head reads only a regular file there "
-                                         "(remove it: the run's next job writes a new one)") from None
+        raise _refused(path.parent, e) from None
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _refused(path, e) from None
+    finally:
+        os.close(folder)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -191,6 +197,13 @@ def open_events(path: Path) -> int | None:
         raise EventsFileRefused(errno.EINVAL, f"{path} is {what}, not a regular file; the head reads only a "
                                               "regular file there (remove it: the run's next job writes a new one)")
     return fd
+
+
+def _refused(path: Path, e: OSError) -> EventsFileRefused:
+    what = ("a symbolic link" if e.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink() else
+            "not a folder" if e.errno == errno.ENOTDIR else f"unreadable ({e.strerror})")
+    return EventsFileRefused(e.errno, f"{path} is {what}; the head reads only a regular file in a run "
+                                      "folder (remove it: the run's next job writes a new one)")
 
 
 class EventsReader:

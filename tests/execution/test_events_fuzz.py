@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from altui.execution.events import events_path
+from altui.execution.events import EventsReader, events_path
 from altui.execution.executors.slurm.head import SlurmWorker
 from altui.store import Store
 
@@ -147,3 +147,19 @@ def test_the_head_ingests_twelve_thousand_hostile_lines_and_keeps_only_valid_rou
         assert skipped and all(f"{path}:" in e["message"] for e in skipped), "each skip says file:line"
         assert len({e["message"] for e in skipped}) == len(skipped), "each bad line is said once"
         assert store.run(run_id)["node"] in (None, "n1")
+
+
+def test_a_line_over_16_mib_is_skipped_whole_once_it_ends_and_the_next_line_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = b'{"type":"log","at":"2026-01-01T00:00:00","job":"7","level":"info","message":"after"}\n'
+    path.write_bytes(b'{"type":"log","message":"' + b"x" * (40 << 20))  # 40 MiB, its newline not yet written
+    reader = EventsReader(path, 1, 3)
+    assert reader.read() == [] and reader.read_to == 0, "an unended line: waited for"
+    with open(path, "ab") as f:
+        f.write(b'"}\n' + log)
+    events = reader.read()
+    assert [e["type"] for e in events] == ["bad"] and events[0]["why"] == "the line is longer than 16 MiB"
+    assert events[0]["where"] == f"{path}:1"
+    reader.commit()
+    assert [e.get("message") for e in reader.read()] == ["after"], "the line after it is read"
+    assert reader.read_to == path.stat().st_size
