@@ -11,7 +11,10 @@ On the head, `EventsReader` reads the complete lines written since its last comm
 them into the store; only then does the head commit the reader's offset. Ingesting a line twice
 changes nothing: epochs are upserted, a round already recorded is skipped, a log line is keyed by
 (run, time, message). So a head that restarts (or was killed, or met a store error in the middle of
-a batch) reads the lines again and loses and duplicates nothing. Format: docs/worker.md.
+a batch) reads the lines again and loses and duplicates nothing. The file is untrusted input (written
+on another machine, editable by whoever can write the run folder): the head reads only a regular file,
+checks every line against its kind's schema (event_schema.py) before it writes anything of it, and
+stores a batch in one transaction. Format: docs/worker.md.
 """
 
 from __future__ import annotations
