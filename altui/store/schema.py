@@ -174,3 +174,13 @@ def m006_slurm_reason(db: Database) -> None:
     """Why a Slurm job's run waits: Slurm's pending reason (Resources, Priority, ReqNodeNotAvail, ...)
     while its job is pending; NULL otherwise."""
     db.executescript("ALTER TABLE runs ADD COLUMN slurm_reason TEXT;")
+
+
+RUN_FOLDERS_MIGRATION = "m008_run_folders"
+
+
+@migrations()
+def m008_run_folders(db: Database) -> None:
+    """Run folders move from `<store folder>/<run id>/` to `<store file>-runs/<run id>/`: two stores in
+    one folder shared them (and resumed from each other's checkpoints). The tables do not change; the
+    folders are moved by the store as it applies this (StoreBase._move_run_folders)."""
