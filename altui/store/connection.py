@@ -215,7 +215,7 @@ class StoreBase:
                 migrations.apply(self.db)
 
     def _move_run_folders(self) -> None:
-        """m008: the run folders of a store written before it, `<store folder>/<run id>/`, move to
+        """m007: the run folders of a store written before it, `<store folder>/<run id>/`, move to
         `<store file>-runs/<run id>/`, where resumes look for their checkpoints. A folder already
         moved, missing, or a link (never followed) stays as it is."""
         if "runs" not in self.db.table_names():

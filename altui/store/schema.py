@@ -176,11 +176,11 @@ def m006_slurm_reason(db: Database) -> None:
     db.executescript("ALTER TABLE runs ADD COLUMN slurm_reason TEXT;")
 
 
-RUN_FOLDERS_MIGRATION = "m008_run_folders"
+RUN_FOLDERS_MIGRATION = "m007_run_folders"
 
 
 @migrations()
-def m008_run_folders(db: Database) -> None:
+def m007_run_folders(db: Database) -> None:
     """Run folders move from `<store folder>/<run id>/` to `<store file>-runs/<run id>/`: two stores in
     one folder shared them (and resumed from each other's checkpoints). The tables do not change; the
     folders are moved by the store as it applies this (StoreBase._move_run_folders)."""

@@ -63,15 +63,15 @@ def test_two_stores_in_one_folder_resume_each_from_its_own_checkpoint(tmp_path: 
     assert not (tmp_path / "1").exists(), "no run folder directly beside the stores"
 
 
-def test_a_store_from_before_m008_moves_its_run_folders_and_resumes_from_them(tmp_path: Path) -> None:
+def test_a_store_from_before_m007_moves_its_run_folders_and_resumes_from_them(tmp_path: Path) -> None:
     db = tmp_path / "altui.db"
     run_id = queue_one(db, "Random", 0)
     assert runner.execute(db, run_id, "cpu", observer=StopAfterRound0()) == "cancelled"
-    # as an altui before m008 left it: the run's folder (round 0's checkpoint) beside the store
+    # as an altui before m007 left it: the run's folder (round 0's checkpoint) beside the store
     run_folder(db, run_id).rename(tmp_path / str(run_id))
     (tmp_path / "2").symlink_to(tmp_path)  # a link where another run's folder would be: never followed
     old = Database(db)
-    old.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_run_folders'")
+    old.execute("DELETE FROM _sqlite_migrations WHERE name = 'm007_run_folders'")
     old.conn.commit()
     old.close()
 
