@@ -138,6 +138,7 @@ def mutual_information(log_probs: torch.Tensor) -> torch.Tensor:
     return (entropy_of_mean - mean_entropy).clamp_min(0.0)  # >= 0 in exact arithmetic
 
 
+@torch.inference_mode()
 def mc_log_probs(fc: nn.Linear, feats: torch.Tensor, samples: int, rate: float,
                  generator: torch.Generator) -> torch.Tensor:
     """T dropout samples of the classifier on features [n, F] -> log-probabilities [T, n, C], float32.

@@ -140,8 +140,9 @@ class RunConfig:
             raise ConfigError(f"ll_subset = {self.ll_subset} is smaller than budget = {self.budget}: Learning Loss "
                               "picks budget samples out of ll_subset scored ones; allowed: at least the budget")
         if self.acquisition == "bald" and self.mc_dropout == 0:
-            raise ConfigError("acquisition = 'bald' needs mc_dropout > 0: without dropout its samples agree and "
-                              "every score is 0; allowed: mc_dropout in (0, 1)")
+            raise ConfigError(f"mc_dropout = {self.mc_dropout!r} leaves acquisition = 'bald' nothing to sample "
+                              "(BALD needs mc_dropout > 0: without dropout its samples agree and every score is "
+                              "0); allowed: mc_dropout in (0, 1)")
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones = {list(self.milestones)} must be increasing epochs >= 1")
         if self.wd_schedule == "exact" and self.lr * self.weight_decay >= 1:
