@@ -29,7 +29,7 @@ def min_sq_distances(x: torch.Tensor, centres: torch.Tensor, chunk: int = CHUNK)
         x_norms = (xs * xs).sum(1, keepdim=True)
         best = torch.full((xs.shape[0],), float("inf"), device=x.device)
         for c in range(0, centres.shape[0], chunk):
-            d = x_norms + c_norms[c:c + chunk][None] - 2.0 * xs @ centres[c:c + chunk].T
+            d = x_norms + c_norms[c:c + chunk][None] - 2.0 * (xs @ centres[c:c + chunk].T)
             best = torch.minimum(best, d.min(1).values)
         out[s:s + chunk] = best.clamp_min(0.0)
     return out
@@ -48,7 +48,7 @@ def k_center_greedy(pool: torch.Tensor, labeled: torch.Tensor, k: int) -> tuple[
     for i in range(k):
         j = d2.argmax()
         picks[i], values[i] = j, d2[j]
-        d2 = torch.minimum(d2, (norms + norms[j] - 2.0 * pool @ pool[j]).clamp_min(0.0))
+        d2 = torch.minimum(d2, (norms + norms[j] - 2.0 * (pool @ pool[j])).clamp_min(0.0))
         d2[j] = 0.0  # exactly: a centre is never picked again
     return picks, values.sqrt()
 
