@@ -63,7 +63,7 @@ class ClaimRow:
     """One claim checked at one sweep point. Differences are method - baseline, in the metric's stored
     unit (accuracy as a fraction, channels as counts); claim 6's is its interaction contrast."""
 
-    claim: int  # 1-6, as numbered in docs/export.md
+    claim: int  # 1-7, as numbered in docs/export.md
     text: str
     section: str  # where the paper makes it
     metric: str  # accuracy, effective_channels, paper_layer_effective or best_decay
@@ -121,7 +121,7 @@ def _point_text(text: str, sweep: dict[str, Any]) -> str:
     return f"{text} [{sweep_label(sweep)}]" if sweep else text
 
 
-# ---- claims 1-4: two methods at the latest round that every paired seed reached -----------------
+# ---- claims 1-4 and 7: two methods at the latest round that every paired seed reached ------------
 
 
 @dataclass(frozen=True)
