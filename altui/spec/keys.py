@@ -28,12 +28,14 @@ FIELD_KINDS: dict[str, str] = {
     "batch_size": "int", "augment": "bool",
     "pool_subset": "int", "subset_seed": "int", "ll_subset": "int", "ll_stop_epoch": "int",
     "ll_margin": "float", "ll_weight": "float",
+    "mc_samples": "int", "mc_dropout": "float", "mc_dropout_train": "bool",
     "device": "str", "eval_batch_size": "int", "compile": "bool|auto",
 }
 # What a method table may set (besides `name` and `preset`): the method, not the protocol or training.
 METHOD_FIELDS = (
     "acquisition", "weight_decay", "wd_schedule", "init", "distill", "kd_alpha", "kd_temperature",
     "decay_bn", "pool_subset", "subset_seed", "ll_subset", "ll_stop_epoch", "ll_margin", "ll_weight",
+    "mc_samples", "mc_dropout", "mc_dropout_train",
 )
 EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", "slurm", *FIELD_KINDS)  # slurm: altui/spec/slurm.py
 DEFAULTS_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ("name", "methods"))
@@ -59,6 +61,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "kd_temperature": (lambda v: 0.01 <= v <= 1000, "a number in [0.01, 1000] (the logits are divided by T, "
                                                    "the loss multiplied by T²)"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "mc_samples": (lambda v: v >= 2, "an integer >= 2: BALD's dropout samples"),
+    "mc_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1): the dropout rate before the classifier"),
 }
 # The largest value of each integer setting: what can work (a pool of more than 10**9 images does not fit
 # in memory, each round labels at least one sample), so that a typo of 2**64 is refused, not run.

@@ -258,7 +258,7 @@ CASES: dict[str, list[Expect]] = {
     "unknown-model": [
         Expect(4, f"{E}.model", "allowed: cnn5, resnet18, densenet100")],
     "unknown-acquisition": [
-        Expect(6, f"{E}.acquisition", "allowed: random, entropy, margin, least-confidence, ll")],
+        Expect(6, f"{E}.acquisition", "allowed: random, entropy, margin, least-confidence, ll, bald, coreset, badge")],
     "unknown-schedule": [
         Expect(6, f"{E}.wd_schedule", "allowed: fixed, inverse, exact")],
     "unknown-init": [
@@ -318,7 +318,8 @@ CASES: dict[str, list[Expect]] = {
         Expect(10, f"{E}.lr_gamma", "nan is not finite; allowed: a number > 0"),
         Expect(11, f"{E}.momentum", "inf is not finite; allowed: a number in [0, 1)"),
         Expect(12, f"{E}.ll_margin", "nan is not finite; allowed: a number >= 0"),
-        Expect(13, f"{E}.ll_weight", "inf is not finite; allowed: a number >= 0")],
+        Expect(13, f"{E}.ll_weight", "inf is not finite; allowed: a number >= 0"),
+        Expect(14, f"{E}.mc_dropout", "nan is not finite; allowed: a number in [0, 1)")],
     "method-weight-decay-inf": [
         Expect(5, f"{E}.methods[0].weight_decay", "-inf is not finite; allowed: a number >= 0")],
     "sweep-element-nan": [
