@@ -70,6 +70,7 @@ INT_MAX: dict[str, int] = {
     "rounds": 100_000, "initial": 10**9, "budget": 10**9, "pool_subset": 10**9, "ll_subset": 10**9,
     "epochs": 1_000_000, "ll_stop_epoch": 1_000_000, "milestones": 1_000_000,
     "batch_size": 1 << 20, "eval_batch_size": 1 << 20, "subset_seed": MAX_SEED,
+    "mc_samples": 10_000,  # BALD's dropout samples: each is a pass over the pool's features
 }
 _KIND_TEXT = {
     "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
