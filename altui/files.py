@@ -97,9 +97,27 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
+def fsync_dir(folder: str | Path) -> None:
+    """Make the names in `folder` durable (a rename, a new or removed file): a file's own fsync does
+    not; after a power loss the folder could show the old name."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:  # a folder we may write but not list: nothing to sync through
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):  # a file system without it
+            raise
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path.tmp`, fsync, rename over `path`. On any error (a full disk) the partial
-    temporary file is removed and the error raised: `path` is either the old file or the new one."""
+    """Write `data` to `path.tmp`, fsync, rename over `path`, fsync the folder. On any error (a full
+    disk) the partial temporary file is removed and the error raised: `path` is either the old file
+    or the new one, and once this returns the new one survives a power loss (the caller may then
+    delete what the new file replaces, e.g. the previous checkpoint)."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
     fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -114,3 +132,4 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
+    fsync_dir(path.parent)

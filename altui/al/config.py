@@ -11,7 +11,7 @@ DATASETS = (
     "digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder", "npz",
 )
 MODELS = ("cnn5", "resnet18", "densenet100")
-ACQUISITIONS = ("random", "entropy", "margin", "least-confidence", "ll")
+ACQUISITIONS = ("random", "entropy", "margin", "least-confidence", "ll", "bald", "coreset", "badge")
 WD_SCHEDULES = ("fixed", "inverse", "exact")
 INITS = ("fresh", "same", "warm")
 DISTILLS = ("none", "kd1", "kd2")
@@ -68,6 +68,10 @@ class RunConfig:
     ll_stop_epoch: int | None = None  # None: 0.6 * epochs (Yoo & Kweon: 120 of 200)
     ll_margin: float = 1.0
     ll_weight: float = 1.0
+    # BALD (Gal et al. 2017): T dropout samples of the classifier's input at acquisition
+    mc_samples: int = 20
+    mc_dropout: float = 0.5  # dropout rate before the classifier when sampling
+    mc_dropout_train: bool = False  # also train with that dropout (off: the paper's training, unchanged)
     # execution
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     eval_batch_size: int | None = None  # None: 1024 on CUDA, 128 on the CPU (faster there; bench)
@@ -130,11 +134,13 @@ class RunConfig:
             ("pool_subset", self.pool_subset >= 0, "an integer >= 0 (0: the whole pool)"),
             ("ll_subset", self.ll_subset >= 1, "an integer >= 1"),
             ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("mc_samples", self.mc_samples >= 2, "an integer >= 2"),
+            ("mc_dropout", 0 <= self.mc_dropout < 1, "a number in [0, 1)"),
             ("eval_batch_size", self.eval_batch_size is None or self.eval_batch_size >= 1, "an integer >= 1"),
             ("threads", self.threads >= 0, "an integer >= 0 (0: the process's default)"),
         ]
         for key in ("weight_decay", "kd_alpha", "kd_temperature", "lr", "lr_gamma", "momentum", "ll_margin",
-                    "ll_weight"):  # JSON has no inf or nan, nor has training
+                    "ll_weight", "mc_dropout"):  # JSON has no inf or nan, nor has training
             if not math.isfinite(getattr(self, key)):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is not finite; allowed: a finite number")
         for key, ok, allowed in checks:
@@ -147,6 +153,10 @@ class RunConfig:
         if self.acquisition == "ll" and self.pool_subset == 0 and self.ll_subset < self.budget:
             raise ConfigError(f"ll_subset = {self.ll_subset} is smaller than budget = {self.budget}: Learning Loss "
                               "picks budget samples out of ll_subset scored ones; allowed: at least the budget")
+        if self.acquisition == "bald" and self.mc_dropout == 0:
+            raise ConfigError(f"mc_dropout = {self.mc_dropout!r} leaves acquisition = 'bald' nothing to sample "
+                              "(BALD needs mc_dropout > 0: without dropout its samples agree and every score is "
+                              "0); allowed: mc_dropout in (0, 1)")
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones = {list(self.milestones)} must be increasing epochs >= 1")
         if self.wd_schedule == "exact" and self.lr * self.weight_decay >= 1:

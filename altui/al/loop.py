@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from altui.al import acquire
+from altui.al import acquire, diversity
 from altui.al.config import ConfigError, RunConfig
 from altui.al.data import load_dataset
 from altui.al.diagnostics import diagnose
@@ -76,6 +76,8 @@ def run(cfg: RunConfig, sink: Sink, resume: ResumeState | None = None, within: E
     def new_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
         model = build_model(cfg.model, in_channels, ds.classes, size).to(device)
+        if cfg.mc_dropout_train and cfg.mc_dropout > 0:
+            acquire.train_dropout(model, cfg.mc_dropout)
         return model.to(memory_format=torch.channels_last) if data.channels_last else model
 
     if resume is None:
@@ -162,10 +164,21 @@ def _acquire(
         unlabeled = unlabeled[torch.randperm(unlabeled.shape[0], device=dev, generator=g)[:subset]]
     if cfg.budget > unlabeled.shape[0]:
         raise ConfigError(f"budget K = {cfg.budget} is larger than the {unlabeled.shape[0]} samples left to score")
+    g = torch.Generator(dev).manual_seed(stream_seed(cfg.seed, t, ACQUIRE))
+    batch = cfg.eval_batch(dev.type)
     if cfg.acquisition == "random":
-        g = torch.Generator(dev).manual_seed(stream_seed(cfg.seed, t, ACQUIRE))
         picks = unlabeled[torch.randperm(unlabeled.shape[0], device=dev, generator=g)[: cfg.budget]]
         return picks.tolist(), [0.0] * cfg.budget
-    scores = acquire.score(model, data, unlabeled, cfg.acquisition, cfg.eval_batch(dev.type), loss_module)
+    if cfg.acquisition in acquire.DIVERSITY:
+        if cfg.acquisition == "coreset":
+            labeled_t = torch.tensor(labeled, device=dev)
+            positions, values = diversity.coreset(model, data, unlabeled, labeled_t, cfg.budget, batch)
+        else:
+            positions, values = diversity.badge(model, data, unlabeled, cfg.budget, batch, g)
+        return unlabeled[positions].tolist(), values.tolist()
+    if cfg.acquisition == "bald":
+        scores = acquire.bald(model, data, unlabeled, batch, cfg.mc_samples, cfg.mc_dropout, g)
+    else:
+        scores = acquire.score(model, data, unlabeled, cfg.acquisition, batch, loss_module)
     picks, values = acquire.top_k(unlabeled, scores, cfg.budget)
     return picks.tolist(), values.tolist()

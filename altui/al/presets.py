@@ -38,6 +38,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Yoo & Kweon keep training one model across cycles with their own decay, 5e-4.
     "LL": dict(acquisition="ll", wd_schedule="fixed", init="warm", distill="none", weight_decay=5e-4),
 }
+# Beyond the paper: its method composed with other acquisitions (docs/method.md). "X" is Entropy with X's
+# acquisition (fixed decay, warm), "X+WS+init+KD1" the paper's method with it.
+BEYOND = {"BALD": "bald", "CoreSet": "coreset", "BADGE": "badge"}
+for _name, _acquisition in BEYOND.items():
+    PRESETS[_name] = {**PRESETS["Entropy"], "acquisition": _acquisition}
+    PRESETS[f"{_name}+WS+init+KD1"] = {**PRESETS["WS+init+KD1"], "acquisition": _acquisition}
 
 
 def recipe(dataset: str, model: str) -> dict[str, Any]:

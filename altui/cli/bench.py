@@ -33,9 +33,14 @@ def bench(
     slots: Annotated[int, typer.Option(min=1, help="Also train in N processes at once on the device.")] = 1,
     peak_tflops: Annotated[float | None, typer.Option(
         min=0.001, help="The GPU's bf16 peak for MFU (default: known from its name).")] = None,
+    acquisitions: Annotated[bool, typer.Option(
+        help="Also time each acquisition (entropy, bald, coreset, badge) picking --budget of --pool.")] = False,
+    pool: Annotated[int, typer.Option(min=2, help="Pool images of the acquisition rows.")] = 10_000,
+    budget: Annotated[int, typer.Option(min=1, help="Picks of the acquisition rows.")] = 1_000,
 ) -> None:
     """Images/s of altui's training (eager and compiled) and pool scoring against a per-sample
-    DataLoader loop; with --slots N, N processes training at once and their sum.
+    DataLoader loop; with --slots N, N processes training at once and their sum; with --acquisitions,
+    each acquisition's seconds to pick --budget of --pool and its ratio to entropy's.
 
     See docs/benchmarks.md."""
     import torch
@@ -43,13 +48,17 @@ def bench(
     from altui.al.config import ConfigError
     from altui.al.loop import resolve_device
     from altui.speed import bench as b
+    from altui.speed.acquire_bench import acquisition_table, run_acquisition_bench
     from altui.speed.measure import device_name
 
+    if acquisitions and budget > pool:
+        fail(f"--budget {budget} is more than --pool {pool}: an acquisition picks at most the pool")
     try:
         dev = resolve_device(device)
         where, on_gpu = device_name(dev), dev.type == "cuda"
         results = b.run_bench(device, seconds, repeats, images, workers, log=_progress, compiled=compiled)
         together = b.run_slots(results, device, slots, max(3.0, 2 * seconds), log=_progress) if slots > 1 else []
+        picked = run_acquisition_bench(device, pool, budget, repeats, log=_progress) if acquisitions else []
     except ConfigError as e:
         fail(str(e))
     peak = (peak_tflops or b.peak_tflops(where)) if on_gpu else None
@@ -66,6 +75,10 @@ def bench(
         wide.print(f"{slots} processes training at once on {where} ({mode}, as runs there train):",
                   highlight=False)
         wide.print(b.slots_table(together, peak))
+    if picked:
+        wide.print(f"acquisition: seconds to pick {budget:,} of a pool of {pool:,} (median of {repeats}), "
+                   "as the round loop does, against entropy on the same model:", highlight=False)
+        wide.print(acquisition_table(picked))
 
 
 @contextmanager

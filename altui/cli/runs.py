@@ -32,7 +32,7 @@ from altui.cli.app import (
 )
 from altui.cli.completion import complete_experiment, complete_run, values_of
 from altui.spec import MAX_RUNS, SpecError
-from altui.store import STATUSES, Store, parse_time
+from altui.store import STATUSES, Store, parse_time, run_folder
 from altui.tui.format import CANCELLABLE, RETRYABLE, duration, failure_reason, pending, status_text
 
 
@@ -226,7 +226,7 @@ def slurm_hints(run: dict, db: Path) -> list[str]:
     return [f"Slurm job {job}" + (f" ({where})" if where else ""),
             f"  scontrol show job {job}        # while Slurm remembers it (a few minutes after its end)",
             f"  sacct -j {job} --format=JobID,JobName%40,State,ExitCode,Elapsed,NodeList,Reason",
-            f"  output: {db.parent / str(run['id']) / 'slurm' / f'{job}_0_log.out'}"]
+            f"  output: {run_folder(db, run['id']) / 'slurm' / f'{job}_0_log.out'}"]
 
 
 def fmt(value: object, spec: str = "") -> str:
@@ -471,7 +471,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
 ) -> None:
     """A run's log: its events (rounds, recoveries, errors). Its process output is in
-    <db folder>/<run id>/output.log."""
+    its run folder: <db folder>/<db file>-runs/<run id>/output.log."""
     import time
 
     with open_store(ctx, read_only=True) as store:

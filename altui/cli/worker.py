@@ -66,7 +66,8 @@ def worker_start(
         fail(str(e))
     status = worker_status(db) if running is None else running
     if not started:
-        tell(f"a worker is already running for {db} (pid {status['pid'] if status else '?'})")
+        tell(f"a worker is already running for {db} (pid {status['pid'] if status else '?'})"
+             + (f", and it serves no store: {status['store_changed']}" if status and status["store_changed"] else ""))
     elif not foreground:
         via = f"; Slurm executor: {status['slurm']}" if status and status["slurm"] else ""
         tell(f"worker started (pid {status['pid'] if status else '?'}){via}; log: {db.parent / 'worker.log'}")
@@ -108,6 +109,8 @@ def worker_show(ctx: typer.Context) -> None:
     from altui.store import parse_time
 
     status = worker_status(db_path(ctx))
+    if status and status["store_changed"]:  # said first: the store may be gone (never created here)
+        tell(f"worker pid {status['pid']} serves no store: {status['store_changed']}")
     with open_store(ctx, read_only=True) as store:
         running, queued = store.runs(status="running"), store.runs(status="queued")
         reason = store.pause_reason()
@@ -115,8 +118,8 @@ def worker_show(ctx: typer.Context) -> None:
     in_slurm = f" ({pending} pending in Slurm)" if pending else ""
     queue = f"queue: {len(running)} running, {len(queued)} queued{in_slurm}" + (
         f" (paused: {reason})" if reason else "")
-    if status is None:
-        tell(f"no worker is running for {db_path(ctx)}; {queue}")
+    if status is None or status["store_changed"]:
+        tell(f"{'no' if status is None else 'no other'} worker is running for {db_path(ctx)}; {queue}")
         return
     beat = parse_time(status["heartbeat"])
     age = f"{(datetime.now(timezone.utc) - beat).total_seconds():.0f} s ago" if beat else "not yet"

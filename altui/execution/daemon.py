@@ -30,7 +30,7 @@ from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, ch
 from altui.execution.slots import WorkerError, check_gpus, parse_gpus, parse_slots, plan_slots
 from altui.execution.worker import STOP_GRACE, Worker, say
 from altui.files import open_append, open_fd
-from altui.store import Store, now
+from altui.store import Store, StoreError, now
 
 START_TIMEOUT = 30.0  # start_worker waits this long for the new worker to hold the lock
 EXECUTORS = ("local", "slurm")
@@ -64,19 +64,32 @@ def acquire_lock(db: Path, wait: float = 2.0) -> int | None:
     return fd
 
 
-def lock_holder(db: Path) -> int | None:
-    """The pid of the worker holding the lock (0 when it has not written it yet); None when free."""
+def lock_note(fd: int, note: str) -> None:
+    """A line after the pid in the lock file, for `worker status`: the store changed under the worker."""
+    data = f"{os.getpid()}\n{' '.join(note.split())}".encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def lock_text(db: Path) -> tuple[int | None, str | None]:
+    """The pid of the worker holding the lock (0 when it has not written it yet; None when free) and
+    the note it left there (None: none)."""
     path = lock_path(db)
     if not path.exists() and not path.is_symlink():
-        return None
+        return None, None
     with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: testers never block each other
         except BlockingIOError:
-            text = f.read().decode(errors="replace").strip()
-            return int(text) if text.isdigit() else 0
+            pid, _, note = f.read(65536).decode(errors="replace").partition("\n")
+            return (int(pid) if pid.strip().isdigit() else 0), (note.strip() or None)
         fcntl.flock(f, fcntl.LOCK_UN)
-        return None
+        return None, None
+
+
+def lock_holder(db: Path) -> int | None:
+    """The pid of the worker holding the lock (0 when it has not written it yet); None when free."""
+    return lock_text(db)[0]
 
 
 # ---- entry points --------------------------------------------------------------------------------
@@ -119,6 +132,7 @@ def serve(db: Path, gpus: str = "auto", slots_per_gpu: int | str = "auto", max_a
                     "worker_slots_choice": choice}
             how = f"slots {', '.join(s.label for s in slots)} ({choice})"
         worker.exit_when_empty = exit_when_empty
+        worker.on_store_changed = lambda note: lock_note(fd, note)
         store.set_settings({"worker_pid": str(os.getpid()), "worker_started": now(), "worker_heartbeat": now(),
                             "worker_disk_full": None, **mine})
         worker.event(None, f"worker {os.getpid()} started: {how}, max attempts {max_attempts}")
@@ -237,17 +251,20 @@ def stop_worker(db: Path, timeout: float = STOP_GRACE + 30) -> bool:
 def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None:
     """The store's worker: executor (local or slurm), slurm (its options, described), pid, started,
     heartbeat (ISO text), slots (device labels), slots_choice (how they were chosen), paused, disk_full
-    (why it paused the queue, or None), log; None when no worker runs. Pass an open `store` to poll
-    without reconnecting."""
+    (why it paused the queue, or None), log, store_changed (the worker's note that the store's file was
+    deleted or replaced under it: it serves none; None); None when no worker runs. Never creates a
+    store. Pass an open `store` to poll without reconnecting."""
     db = Path(db).resolve()
-    pid = lock_holder(db)
+    pid, note = lock_text(db)
     if pid is None:
         return None
-    # the worker holding the lock creates the store if need be: reading it here creates nothing more
-    with contextlib.nullcontext(store) if store else Store(db) as st:
-        settings = st.settings()
-        paused = st.paused()
-    mine = settings.get("worker_pid") == str(pid)  # else the settings are an earlier worker's
+    settings: dict[str, str] = {}
+    paused = False
+    with contextlib.suppress(StoreError):  # never created here: a store deleted under its worker stays so
+        with contextlib.nullcontext(store) if store else Store(db, create=False) as st:
+            settings = st.settings()
+            paused = st.paused()
+    mine = settings.get("worker_pid") == str(pid) and note is None  # else an earlier worker's, or another store's
     executor = settings.get("worker_executor", "local") if mine else None
     slurm = SlurmOptions.from_json(settings.get("slurm_options")) if executor == "slurm" else None
     return {
@@ -261,6 +278,7 @@ def worker_status(db: Path, store: Store | None = None) -> dict[str, Any] | None
         "paused": paused,
         "disk_full": settings.get("worker_disk_full") if mine else None,
         "log": str(db.parent / "worker.log"),
+        "store_changed": note,  # the store's file changed under the worker: it serves none
     }
 
 

@@ -42,7 +42,7 @@ from altui.execution.records import (
     teacher_row,
 )
 from altui.files import EXIT_DISK_FULL, LinkRefused, is_disk_full
-from altui.store import Store, StoreError, checkpoint_file, partial_file
+from altui.store import Store, StoreError, checkpoint_file, partial_file, runs_folder
 
 if TYPE_CHECKING:
     from altui.execution.events import EventSink
@@ -228,8 +228,9 @@ def _interruptible(cancelled: threading.Event) -> Iterator[None]:
 def _remove_partial_checkpoints(store: Store, run_id: int) -> None:
     """A process killed while it wrote a checkpoint leaves its temporary file: never read, removed.
     (Not in a planted link's target: such a run folder is refused before anything is written.)"""
-    if store.run_dir(run_id).is_symlink():
-        raise LinkRefused(store.run_dir(run_id))
+    for folder in (runs_folder(store.path), store.run_dir(run_id)):
+        if folder.is_symlink():
+            raise LinkRefused(folder)
     for tmp in store.run_dir(run_id).glob("round-*.tmp"):
         tmp.unlink(missing_ok=True)
 

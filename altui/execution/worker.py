@@ -23,12 +23,15 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from altui.execution.executors import UNKNOWN_EXIT, Executor, Handle
 from altui.execution.slots import Slot
 from altui.files import EXIT_DISK_FULL, can_allocate, free_bytes, is_disk_full, open_fd
 from altui.store import Store, now, parse_time
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 POLL_SECONDS = 0.5  # one loop pass: reap, stop cancelled runs, fill free slots
 HEARTBEAT_SECONDS = 2.0  # settings.worker_heartbeat
@@ -79,6 +82,12 @@ def flush_said() -> None:
             del _unsaid[0]
 
 
+def store_file(store: Store) -> tuple[int, int]:
+    """The device and inode of the store's file now; FileNotFoundError when it is gone."""
+    st = os.stat(store.path)
+    return st.st_dev, st.st_ino
+
+
 def output_tail(store: Store, run_id: int) -> str:
     path = store.run_dir(run_id) / "output.log"
     try:
@@ -101,11 +110,15 @@ class Worker:
         self.disk_full: str | None = None  # why the queue waits for disk space; None: it does not
         self.disk_runs: set[int] = set()  # runs a full disk stopped: to release (no attempt used), to size
         self.next_disk_check = 0.0
+        self.store_file = store_file(store)  # the store's file as opened: (device, inode)
+        self.store_changed: str | None = None  # why the store's file is no longer the one opened; None: it is
+        self.on_store_changed: Callable[[str], None] | None = None  # the daemon's note for `worker status`
 
     def serve(self) -> None:
         """Loop until `stopping` is set (by a signal), then stop the runs and return."""
         while not self.stopping:
             try:
+                self.check_store()
                 self.tick()
             except Exception as e:  # a daemon outlives a bad moment (locked or full disk); runs go on
                 if is_disk_full(e):
@@ -115,6 +128,28 @@ class Worker:
                     time.sleep(ERROR_PAUSE)
             time.sleep(POLL_SECONDS)
         self.shutdown()
+
+    def check_store(self) -> None:
+        """Whether the store's file is still the one this worker opened (its device and inode): one
+        deleted or replaced under it (a restored backup, `rm`, `mv`) would get no more of its writes,
+        and a new store at its path would see runs it never queued. Then it claims nothing more and
+        says so, once, in worker.log and to `worker status`."""
+        if self.store_changed is not None:
+            return
+        try:
+            now_file = store_file(self.store)
+        except FileNotFoundError:
+            why = "was deleted"
+        else:
+            if now_file == self.store_file:
+                return
+            why = "was replaced by another file"
+        self.store_changed = (f"the store {self.store.path} {why} while this worker served it: it claims no more "
+                              "runs (its running ones go on writing to the store it opened); stop it with "
+                              "`altui worker stop` and start a worker for the store now there")
+        say(self.store_changed)
+        if self.on_store_changed:
+            self.on_store_changed(self.store_changed)
 
     def tick(self) -> None:
         self.reap()
@@ -134,8 +169,9 @@ class Worker:
             self.event(None, "the queue is done (no run queued or running): the worker stops (--exit-when-empty)")
 
     def beat(self) -> None:
-        """The heartbeat in the store's settings, every HEARTBEAT_SECONDS."""
-        if time.monotonic() >= self.next_beat:
+        """The heartbeat in the store's settings, every HEARTBEAT_SECONDS (none once the store's file
+        changed: `worker status` then tells that it serves none)."""
+        if time.monotonic() >= self.next_beat and self.store_changed is None:
             self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
             self.store.set_settings({"worker_heartbeat": now()})
 
@@ -205,7 +241,8 @@ class Worker:
         return free[0] if free else None
 
     def fill(self) -> None:
-        while not self.stopping and self.disk_full is None and (slot := self.free_slot()) is not None:
+        while (not self.stopping and self.disk_full is None and self.store_changed is None
+               and (slot := self.free_slot()) is not None):
             run = self.store.claim(slot.label)  # None when the queue is empty or paused
             if run is None:
                 return

@@ -26,6 +26,9 @@ import numpy as np
 
 from altui.al.catalog import PAPER_LAYER
 from altui.results import pairing
+from altui.results.acquisition_pairs import KEYS as SETTING_KEYS
+from altui.results.acquisition_pairs import SECTION as BEYOND_SECTION
+from altui.results.acquisition_pairs import acquisition_pairs
 from altui.results.pairing import Key, Pairing, after_first, ahead_note, dropped_note, last_round, pair, runs_of
 from altui.results.stats import (
     ALPHA,
@@ -60,7 +63,7 @@ class ClaimRow:
     """One claim checked at one sweep point. Differences are method - baseline, in the metric's stored
     unit (accuracy as a fraction, channels as counts); claim 6's is its interaction contrast."""
 
-    claim: int  # 1-6, as numbered in docs/export.md
+    claim: int  # 1-7, as numbered in docs/export.md
     text: str
     section: str  # where the paper makes it
     metric: str  # accuracy, effective_channels, paper_layer_effective or best_decay
@@ -118,7 +121,7 @@ def _point_text(text: str, sweep: dict[str, Any]) -> str:
     return f"{text} [{sweep_label(sweep)}]" if sweep else text
 
 
-# ---- claims 1-4: two methods at the latest round that every paired seed reached -----------------
+# ---- claims 1-4 and 7: two methods at the latest round that every paired seed reached ------------
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class PairClaim:
     baseline: str
     metric: str
     section: str
+    qualifier: str = ""  # added to the row's text
 
 
 PAIR_CLAIMS = (
@@ -150,7 +154,7 @@ def _pair_claim(c: PairClaim, rows: list[dict[str, Any]], sweep: dict[str, Any])
     e = pairing.evidence(a, b, p.seeds, p.keys[0]) if p.keys and p.seeds else None
     what = {ACCURACY: "accuracy", CHANNELS: "effective channels (all layers)",
             LAYER: f"effective channels of the paper's layer {rows[0].get('layer', '')}"}[c.metric]
-    text = f"{c.method} ≥ {c.baseline}: {what} at the last round"
+    text = f"{c.method} ≥ {c.baseline}: {what} at the last round{c.qualifier}"
     notes = [ahead_note(p), dropped_note(p.dropped)]
     if c.claim == 1:
         text += " (same last-round decay)"
@@ -426,16 +430,19 @@ def _by_point(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return points
 
 
-def evaluate(rows: Iterable[dict[str, Any]], layer_rows: Iterable[dict[str, Any]] = ()) -> list[ClaimRow]:
+def evaluate(rows: Iterable[dict[str, Any]], layer_rows: Iterable[dict[str, Any]] = (),
+             settings: dict[str, dict[str, Any]] | None = None) -> list[ClaimRow]:
     """Every claim that one experiment's runs test, by claim number, then sweep point in run order.
     `rows` as `Store.result_rows(test_correct=True)` yields them; `layer_rows` (`Store.layer_rows`,
-    the paper's layer) add claim 4's paper-layer variant."""
+    the paper's layer) add claim 4's paper-layer variant; `settings` (`Store.method_settings`) claim 7."""
     rows = [dict(r) for r in rows]
+    beyond = tuple(PairClaim(7, m, b, ACCURACY, BEYOND_SECTION, f" (acquisition {a})")
+                   for m, b, a in acquisition_pairs(settings or {}))
     layers = _by_point(dict(r) for r in layer_rows)
     drafts: list[Draft] = []
     for point, point_rows in _by_point(rows).items():
         sweep = json.loads(point)
-        for c in PAIR_CLAIMS:
+        for c in PAIR_CLAIMS + beyond:
             source = layers.get(point, []) if c.metric == LAYER else point_rows
             draft = _pair_claim(c, source, sweep) if source else None
             if draft is not None:
@@ -451,7 +458,7 @@ def experiment_claims(store: Store, experiment: str) -> list[ClaimRow]:
     layer_rows: list[dict[str, Any]] = []
     if {WS, WS_INIT} <= {r["method"] for r in rows}:
         layer_rows = store.layer_rows(experiment, PAPER_LAYER)
-    return evaluate(rows, layer_rows)
+    return evaluate(rows, layer_rows, store.method_settings(experiment, SETTING_KEYS))
 
 
 def claim_for_pair(rows: Iterable[dict[str, Any]], method_a: str, method_b: str,

@@ -28,6 +28,7 @@ FIELD_KINDS: dict[str, str] = {
     "batch_size": "int", "augment": "bool",
     "pool_subset": "int", "subset_seed": "int", "ll_subset": "int", "ll_stop_epoch": "int",
     "ll_margin": "float", "ll_weight": "float",
+    "mc_samples": "int", "mc_dropout": "float", "mc_dropout_train": "bool",
     "device": "str", "eval_batch_size": "int", "compile": "bool|auto",
     "threads": "int",
 }
@@ -35,6 +36,7 @@ FIELD_KINDS: dict[str, str] = {
 METHOD_FIELDS = (
     "acquisition", "weight_decay", "wd_schedule", "init", "distill", "kd_alpha", "kd_temperature",
     "decay_bn", "pool_subset", "subset_seed", "ll_subset", "ll_stop_epoch", "ll_margin", "ll_weight",
+    "mc_samples", "mc_dropout", "mc_dropout_train",
 )
 EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", "slurm", *FIELD_KINDS)  # slurm: altui/spec/slurm.py
 DEFAULTS_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ("name", "methods"))
@@ -61,6 +63,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                    "the loss multiplied by T²)"),
     "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "threads": (lambda v: v >= 0, "an integer >= 0 (0: the process's default)"),
+    "mc_samples": (lambda v: v >= 2, "an integer >= 2: BALD's dropout samples"),
+    "mc_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1): the dropout rate before the classifier"),
 }
 # The largest value of each integer setting: what can work (a pool of more than 10**9 images does not fit
 # in memory, each round labels at least one sample), so that a typo of 2**64 is refused, not run.
@@ -68,6 +72,7 @@ INT_MAX: dict[str, int] = {
     "rounds": 100_000, "initial": 10**9, "budget": 10**9, "pool_subset": 10**9, "ll_subset": 10**9,
     "epochs": 1_000_000, "ll_stop_epoch": 1_000_000, "milestones": 1_000_000,
     "batch_size": 1 << 20, "eval_batch_size": 1 << 20, "subset_seed": MAX_SEED,
+    "mc_samples": 10_000,  # BALD's dropout samples: each is a pass over the pool's features
 }
 _KIND_TEXT = {
     "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",

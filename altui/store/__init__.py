@@ -8,9 +8,12 @@ from altui.store.connection import (
     READ_BUSY_MS,
     StoreError,
     checkpoint_file,
+    make_run_folder,
     now,
     parse_time,
     partial_file,
+    run_folder,
+    runs_folder,
     store_error,
     to_json,
 )
@@ -20,7 +23,8 @@ from altui.store.schema import STATUSES, migrations
 from altui.store.throughput import ThroughputMixin
 
 __all__ = ["BUSY_TIMEOUT_MS", "EVENTS_FILE", "READ_BUSY_MS", "STATUSES", "Store", "StoreError", "checkpoint_file",
-           "migrations", "now", "parse_time", "partial_file", "store_error", "to_json"]
+           "make_run_folder", "migrations", "now", "parse_time", "partial_file", "run_folder", "runs_folder",
+           "store_error", "to_json"]
 
 
 class Store(RunsMixin, ResultsMixin, ThroughputMixin):

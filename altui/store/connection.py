@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from altui.files import make_dir
-from altui.store.schema import migrations
+from altui.files import fsync_dir, make_dir
+from altui.store.schema import RUN_FOLDERS_MIGRATION, migrations
 
 BUSY_TIMEOUT_MS = 30_000
 READ_BUSY_MS = 1_000  # what read-only commands wait for a lock: another program's lock is said at once
@@ -54,6 +54,24 @@ def to_json(value: Any, what: str) -> str:
     except ValueError:
         raise StoreError(f"{what} holds a number that is not finite (inf or nan); allowed: finite "
                          "numbers") from None
+
+
+def runs_folder(db: str | Path) -> Path:
+    """The folder of a store's run folders: `<store file>-runs/` beside it (as SQLite's -wal), so that
+    two stores in one folder never share a run's checkpoints."""
+    db = Path(db).resolve()  # a link to the store and the store itself: one folder
+    return db.parent / f"{db.name}-runs"
+
+
+def run_folder(db: str | Path, run_id: int) -> Path:
+    """A run's folder: its checkpoints, output.log, Slurm events file and job logs."""
+    return runs_folder(db) / str(run_id)
+
+
+def make_run_folder(db: str | Path, run_id: int) -> Path:
+    """The run's folder, created if missing; a symbolic link planted there or at the runs folder is refused."""
+    make_dir(runs_folder(db))
+    return make_dir(run_folder(db, run_id))
 
 
 EVENTS_FILE = "events.jsonl"  # a Slurm run's events, beside its checkpoints (altui/execution/events.py)
@@ -145,6 +163,7 @@ class StoreBase:
         self.path = Path(path)
         self.busy_ms = busy_ms  # how long a statement waits for another's lock (READ_BUSY_MS: read-only commands)
         self.read_only = False
+        self._depth = 0  # nesting of write transactions (_write)
         if self.path.is_dir():
             raise StoreError(f"cannot open the store {self.path}: {_cannot_open(self.path)}")
         if not create and not self.path.exists():
@@ -184,11 +203,33 @@ class StoreBase:
         self._check_version()
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a commit is on disk when it returns, so that a file deleted after it (the previous
+        # round's checkpoint) is never gone while a power loss rolls the commit back (NORMAL would)
+        self.db.execute("PRAGMA synchronous = FULL")
         self.db.execute("PRAGMA foreign_keys = ON")
-        if migrations.pending(self.db):
+        pending = {m.name for m in migrations.pending(self.db)}
+        if pending:
             with self._write():
+                if RUN_FOLDERS_MIGRATION in pending:
+                    self._move_run_folders()  # first: a crash before the commit moves the rest next time
                 migrations.apply(self.db)
+
+    def _move_run_folders(self) -> None:
+        """m007: the run folders of a store written before it, `<store folder>/<run id>/`, move to
+        `<store file>-runs/<run id>/`, where resumes look for their checkpoints. A folder already
+        moved, missing, or a link (never followed) stays as it is."""
+        if "runs" not in self.db.table_names():
+            return
+        moved = False
+        for (run_id,) in self.db.conn.execute("SELECT id FROM runs ORDER BY id"):
+            old, new = self.path.parent / str(run_id), self.run_dir(run_id)
+            if old.is_dir() and not old.is_symlink() and not new.exists():
+                make_dir(new.parent)
+                os.rename(old, new)
+                moved = True
+        if moved:
+            fsync_dir(self.path.parent)
+            fsync_dir(runs_folder(self.path))
 
     def _open_read_only(self) -> None:
         """Read a store whose folder cannot be written: read-only (the WAL index exists), else
@@ -234,14 +275,29 @@ class StoreBase:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Database]:
-        """One short write transaction that holds the write lock from its start."""
+        """One short write transaction that holds the write lock from its start. Inside another
+        (`transaction`), it is part of that one: the outer one commits or rolls back all."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
         self.db.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self.db
         except BaseException:
+            self._depth = 0
             self.db.conn.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.db.conn.execute("COMMIT")
+
+    def transaction(self) -> contextlib.AbstractContextManager[Database]:
+        """Several writes as one transaction: all of them are stored, or none (a Slurm events batch)."""
+        return self._write()
 
     def _rows(self, sql: str, params: Iterable[Any] | dict = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.conn.execute(sql, params).fetchall()]
@@ -251,11 +307,11 @@ class StoreBase:
         return len(migrations.applied(self.db))
 
     def run_dir(self, run_id: int) -> Path:
-        return self.path.parent / str(run_id)
+        return run_folder(self.path, run_id)
 
     def checkpoint_path(self, run_id: int, round_: int) -> Path:
         return checkpoint_file(self.run_dir(run_id), round_)
 
     def make_run_dir(self, run_id: int) -> Path:
         """The run's folder, created if missing; a symbolic link planted there is refused."""
-        return make_dir(self.run_dir(run_id))
+        return make_run_folder(self.path, run_id)

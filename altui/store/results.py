@@ -131,6 +131,17 @@ class ResultsMixin(StoreBase):
             WHERE e.name = ? AND ({match})
             ORDER BY r.id, x.round""", params)
 
+    def method_settings(self, experiment: str, keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Per method of an experiment, the run settings `keys` of its first run (in run order)."""
+        columns = ", ".join(f"json_extract(r.spec_json, '$.{k}') AS \"{k}\"" for k in keys)
+        rows = self._rows(f"""
+            SELECT r.method, {columns} FROM runs r JOIN experiments e ON e.id = r.experiment_id
+            WHERE e.name = ? ORDER BY r.id""", (experiment,))
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            out.setdefault(row["method"], {k: row[k] for k in keys})
+        return out
+
     def experiment(self, name: str) -> dict[str, Any] | None:
         """The latest `experiments` row of that name (queueing an edited experiment adds a row)."""
         rows = self._rows("SELECT * FROM experiments WHERE name = ? ORDER BY id DESC LIMIT 1", (name,))

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import altui.store.connection as connection  # connection.now: the one clock, patched by tests
+from altui.files import fsync_dir
 from altui.store.connection import EVENTS_FILE, StoreBase, StoreError, to_json
 from altui.store.schema import STATUSES
 
@@ -128,8 +129,8 @@ class RunsMixin(StoreBase):
 
     def retry(self, run_ids: Iterable[int]) -> list[int]:
         """Queue failed or cancelled runs again; they resume after their last completed round."""
-        changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
-        with self._write():
+        with self._write():  # one transaction: a claim in between would have its attempt reset
+            changed = self._transition(run_ids, ("failed", "cancelled"), "queued", finished=False)
             for rid in changed:
                 self.db.conn.execute("UPDATE runs SET attempt = 0, error = NULL, slurm_job_id = NULL, node = NULL, "
                                      "slurm_reason = NULL "
@@ -139,7 +140,11 @@ class RunsMixin(StoreBase):
     def restart(self, run_ids: Iterable[int]) -> list[int]:
         """Queue failed or cancelled runs again from round 0: delete their recorded rounds, epochs,
         channels, picks and gammas (and their checkpoints), keep their events. For a run whose
-        checkpoint is gone or damaged, which can never resume. Returns the runs changed."""
+        checkpoint is gone or damaged, which can never resume. Returns the runs changed.
+
+        The files go before the commit: a crash in between leaves the run as it was (failed or
+        cancelled, its rounds recorded), to restart again. After the commit no file of the old rounds
+        is left (a Slurm run's events file would have the head ingest them again)."""
         changed = []
         with self._write():
             for rid in run_ids:
@@ -154,12 +159,17 @@ class RunsMixin(StoreBase):
                 self.db["events"].insert({"run_id": rid, "at": connection.now(), "level": "warning",
                                           "message": "restarted from scratch: its recorded rounds were deleted"})
                 changed.append(rid)
-        for rid in changed:  # after the commit: a crash in between leaves files that nothing reads
-            for path in self.run_dir(rid).glob("round-*"):
-                path.unlink(missing_ok=True)
-            # a Slurm run's events file holds the deleted rounds: the head would ingest them again
-            (self.run_dir(rid) / EVENTS_FILE).unlink(missing_ok=True)
+                self._remove_round_files(rid)
         return changed
+
+    def _remove_round_files(self, run_id: int) -> None:
+        """A run's checkpoints and events file, removed durably (the folder synced)."""
+        folder = self.run_dir(run_id)
+        if not folder.is_dir() or folder.is_symlink():
+            return
+        for path in [*folder.glob("round-*"), folder / EVENTS_FILE]:
+            path.unlink(missing_ok=True)
+        fsync_dir(folder)
 
     def _transition(self, run_ids: Iterable[int], from_: tuple[str, ...], to: str, finished: bool) -> list[int]:
         changed = []

@@ -176,6 +176,16 @@ def m006_slurm_reason(db: Database) -> None:
     db.executescript("ALTER TABLE runs ADD COLUMN slurm_reason TEXT;")
 
 
+RUN_FOLDERS_MIGRATION = "m007_run_folders"
+
+
+@migrations()
+def m007_run_folders(db: Database) -> None:
+    """Run folders move from `<store folder>/<run id>/` to `<store file>-runs/<run id>/`: two stores in
+    one folder shared them (and resumed from each other's checkpoints). The tables do not change; the
+    folders are moved by the store as it applies this (StoreBase._move_run_folders)."""
+
+
 @migrations()
 def m008_teacher_provenance(db: Database) -> None:
     """Why distillation helps or hurts, and what can change a run's numbers (issue 22): the teacher

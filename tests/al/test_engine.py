@@ -330,7 +330,7 @@ def test_learning_loss_runs_and_scores_a_pool_subset():
         (dict(dataset="imagenet"), "Random", "digits"),
         ({}, "WS+init+KD3", "WS+init+KD1"),
         (dict(kd_alpha=1.5), "WS+init+KD1", "[0, 1]"),
-        (dict(acquisition="bald"), None, "entropy"),
+        (dict(acquisition="batchbald"), None, "entropy"),
     ],
 )
 def test_bad_settings_name_what_is_allowed(fields, preset, fragment):

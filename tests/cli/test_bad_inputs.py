@@ -11,12 +11,17 @@ Each case is one file. Its lines after the `# --- bad input` marker say how to r
                        of the store must be as it was
   # absent: PATH       must not exist afterwards (what a planted pickle would have created)
   # intact: PATH       a file the case plants (a link target) must keep its content
+A case of a Slurm events file has, instead of `altui`:
+  # head: events       the real Slurm head ingests run 1's events file ({events}; run 1 is Slurm job 7)
+  # line: TEXT         one or more: the file's lines
+and `expect` lines must be in `altui logs 1`: the head's warnings, said once each.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import pickle
 import shlex
@@ -28,6 +33,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,8 @@ from typer.testing import CliRunner
 
 from altui.al.presets import resolve
 from altui.cli import app
+from altui.execution.events import events_path
+from altui.execution.executors.slurm.head import SlurmWorker
 from altui.store import Store
 
 CASES = Path(__file__).resolve().parent / "bad_inputs"
@@ -52,7 +60,9 @@ class Case:
         for line in self.text.split(MARK, 1)[1].splitlines()[1:]:
             key, _, value = line.removeprefix("# ").partition(": ")
             meta.setdefault(key, []).append(value)
-        self.args = meta["altui"][0]
+        self.args = meta.get("altui", [""])[0]
+        self.head = meta.get("head", [""])[0]  # "events": the Slurm head reads the `line`s as run 1's events file
+        self.lines = meta.get("line", [])
         self.expect = meta["expect"]
         self.setup = (meta.get("setup") or ["store"])[0].split()
         self.run_failed = meta.get("store") == ["run-failed"]
@@ -60,8 +70,9 @@ class Case:
         self.intact = meta.get("intact", [])
 
 
-def case_files() -> list[Path]:
-    return sorted(CASES.glob("*.toml"))
+def case_files(head: bool = False) -> list[Path]:
+    """The cases run through the CLI, or (`head`) through the Slurm head."""
+    return [p for p in sorted(CASES.glob("*.toml")) if ("\n# head: " in p.read_text()) == head]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +103,14 @@ class Scene:
         self.file = tmp / f"{case.name}.toml"
         self.file.write_text(case.text.replace("{dir}", str(self.dir)))
 
+    @property
+    def events(self) -> Path:
+        with Store(self.db) as st:
+            return events_path(st.run_dir(1))
+
     def fill(self, text: str) -> str:
+        if "{events}" in text:
+            text = text.replace("{events}", str(self.events))
         return (text.replace("{db}", str(self.db)).replace("{store}", str(self.store))
                 .replace("{file}", str(self.file)).replace("{dir}", str(self.dir)))
 
@@ -121,8 +139,9 @@ def add_round_0(s: Scene) -> None:
 
 def checkpoint_garbage(s: Scene) -> None:
     add_round_0(s)
-    (s.store / "2").mkdir()
-    (s.store / "2" / "round-0.pt").write_bytes(os.urandom(3000))
+    with Store(s.db) as st:
+        st.make_run_dir(2)
+        (st.run_dir(2) / "round-0.pt").write_bytes(os.urandom(3000))
 
 
 def write_npz(s: Scene, **arrays: np.ndarray) -> Path:
@@ -274,6 +293,40 @@ def locked(s: Scene) -> None:
 BAD_EXPERIMENT = '[[experiment]]\nname = "e{}"\ndataset = "digits"\nmodel = "cnn5"\nmethods = ["Rand"]\n'
 
 
+def slurm_run(s: Scene) -> None:
+    """Run 1 is Slurm job 7, and its events file holds the case's lines."""
+    with Store(s.db) as st:
+        st.claim("slurm")
+        st.slurm_submitted(1, "7")
+        st.make_run_dir(1)
+    s.events.write_text("".join(line + "\n" for line in s.case.lines))
+
+
+def events_replaced(s: Scene, make: Callable[[Path], None]) -> None:
+    s.events.unlink()
+    make(s.events)
+
+
+def events_link(s: Scene) -> None:
+    (s.dir / "victim").write_bytes(VICTIM)
+    events_replaced(s, lambda p: p.symlink_to(s.dir / "victim"))
+
+
+def huge_and_deep(s: Scene) -> None:
+    log = {"type": "log", "at": "2026-01-01T00:00:00", "job": "7", "level": "info", "message": "x" * 3_000_000}
+    s.events.write_text(json.dumps(log) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+
+
+def worker_lock_held(s: Scene) -> None:
+    """A worker holds the store's lock (this process, as a worker whose store was deleted under it)."""
+    import fcntl
+
+    fd = os.open(s.store / "worker.lock", os.O_RDWR | os.O_CREAT)
+    s.stack.callback(os.close, fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{os.getpid()}\nthe store {s.db} was deleted while this worker served it".encode())
+
+
 SETUPS: dict[str, Callable[[Scene], None]] = {
     "none": lambda s: None,
     "store": store,
@@ -288,8 +341,10 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
     "read-only-folder": read_only,
     "lock-link": lambda s: link(s, "worker.lock"),
     "log-link": lambda s: link(s, "worker.log"),
-    "run-folder-link": lambda s: ((s.dir / "victim-folder").mkdir(),
-                                  (s.store / "2").symlink_to(s.dir / "victim-folder")),
+    "run-folder-link": lambda s: ((s.dir / "victim-folder").mkdir(), (s.store / "altui.db-runs").mkdir(),
+                                  (s.store / "altui.db-runs" / "2").symlink_to(s.dir / "victim-folder")),
+    "runs-folder-link": lambda s: ((s.dir / "victim-folder").mkdir(),
+                                   (s.store / "altui.db-runs").symlink_to(s.dir / "victim-folder")),
     "checkpoint-garbage": checkpoint_garbage,
     "checkpoint-deleted": add_round_0,
     "npz-truncated": npz_truncated,
@@ -309,6 +364,13 @@ SETUPS: dict[str, Callable[[Scene], None]] = {
     "folder-loop": folder_loop,
     "mnist-label-200": mnist_label_200,
     "sweep-100k": lambda s: append(s, f"weight_decay = [{', '.join(str(i / 1e6) for i in range(1, 100_001))}]\n"),
+    # issue 23: Slurm events files and the worker
+    "slurm-run": slurm_run,
+    "worker-lock-held": worker_lock_held,
+    "events-fifo": lambda s: events_replaced(s, os.mkfifo),
+    "events-folder": lambda s: events_replaced(s, Path.mkdir),
+    "events-link": events_link,
+    "events-huge-and-deep": huge_and_deep,
 }
 
 
@@ -372,5 +434,47 @@ def test_a_bad_input_is_refused_with_its_message_and_changes_nothing(path: Path,
             assert len(failed) == 1 and "Traceback" not in failed[0]["error"], failed
         for absent in case.absent:
             assert not Path(s.fill(absent)).exists(), f"{s.fill(absent)} exists"
+        for intact in case.intact:
+            assert Path(s.fill(intact)).read_bytes() == VICTIM
+
+
+def ingest_as_the_head(db: Path) -> None:
+    """What the Slurm head does with run 1's events file: read it at three ticks, the last after the
+    job ended; a FIFO must not hang it (SIGALRM fails the test instead)."""
+    import signal
+
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError("the head hangs on the events file")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with Store(db) as st:
+            head = SlurmWorker(st, SimpleNamespace(options=SimpleNamespace(max_jobs=1)))  # type: ignore[arg-type]
+            job = head.watch(1, "7")
+            for final in (False, False, True):
+                head.ingest(job, final)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("path", case_files(head=True), ids=lambda p: p.stem)
+def test_a_bad_events_file_is_refused_by_the_slurm_head_and_changes_no_row(path: Path, tmp_path: Path,
+                                                                          baseline: Path):
+    case = Case(path)
+    with scene(tmp_path, case, baseline) as s:
+        before = store_state(s.db, False)
+
+        ingest_as_the_head(s.db)
+
+        after = store_state(s.db, False)
+        new_events = after.pop("events")[len(before.pop("events")):]
+        assert after == before, "the store changed beyond the head's warnings"
+        assert all(e[3] in ("warning", "error") for e in new_events), new_events
+        logs = s.altui("--db {db} logs 1").output
+        assert "Traceback" not in logs and "\x1b" not in logs, logs
+        for text in case.expect:
+            assert logs.count(s.fill(text)) == 1, f"{s.fill(text)!r} not once in:\n{logs}"
         for intact in case.intact:
             assert Path(s.fill(intact)).read_bytes() == VICTIM

@@ -18,7 +18,7 @@ from altui.al.config import RunConfig
 from altui.al.loop import initial_labeled
 from altui.al.schedule import weight_decay_at
 from altui.cli import app
-from altui.store import Store
+from altui.store import Store, run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 ALTUI = [sys.executable, "-c", "from altui.cli import main; main()"]
@@ -249,7 +249,7 @@ def test_a_run_whose_checkpoint_is_gone_fails_with_exit_1_until_retried_from_scr
     proc, spec, db = start_run(tmp_path, epochs=16, rounds=3, nohup=False)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: cancelled, its recorded rounds kept
     proc.communicate(timeout=60)
-    shutil.rmtree(tmp_path / "1")  # the user cleans up its folder, checkpoint and all
+    shutil.rmtree(run_folder(db, 1))  # the user cleans up its folder, checkpoint and all
     with Store(db) as store:
         last = store.last_round(1)
     runner = CliRunner()

@@ -15,7 +15,7 @@ from slurm_cluster import NODE, LocalSlurm
 from worker_helpers import altui, ok
 
 from altui.execution.daemon import worker_status
-from altui.store import Store
+from altui.store import Store, run_folder
 
 TIMEOUT = 240.0  # seconds for runs to finish: jobs start Python and torch on a loaded 2-core machine
 CPU_JOBS = ("--executor", "slurm", "--gpus-per-job", "0", "--cpus-per-job", "1", "--time", "20")
@@ -97,7 +97,7 @@ def picks(db: Path, name: str) -> list[tuple[int, int]]:
 
 def submissions(db: Path, run_id: int) -> list[str]:
     """The job ids submitit submitted for a run (one sbatch script each)."""
-    return sorted(p.name.split("_")[0] for p in (db.parent / str(run_id) / "slurm").glob("*_submission.sh"))
+    return sorted(p.name.split("_")[0] for p in (run_folder(db, run_id) / "slurm").glob("*_submission.sh"))
 
 
 def running_on_node(db: Path, name: str, rounds_done: int = 0) -> Callable[[], dict[str, Any] | None]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from worker_helpers import fill_disk, runner_pids
 
-from altui.store import Store
+from altui.store import Store, run_folder
 
 ALTUI = [sys.executable, "-m", "altui"]
 TIMEOUT = 300.0  # generous: a loaded machine
@@ -94,7 +94,7 @@ def assert_paused_without_a_trace(db: Path, pid: int) -> str:
     assert f"(paused: the disk of {db.parent} is full" in status and "no run starts until" in status
     run = wait_for("the run to be queued again", lambda: (r := the_run(db))["status"] == "queued" and r, db)
     assert run["attempt"] == 0, "the full disk used up an attempt"
-    assert not list((db.parent / str(run["id"])).glob("*.tmp")), "a partial checkpoint was left behind"
+    assert not list(run_folder(db, run["id"]).glob("*.tmp")), "a partial checkpoint was left behind"
     time.sleep(6)  # a check for space later: still paused, nothing started
     assert the_run(db)["status"] == "queued" and worker_pid(db) == pid and not runner_pids(db)
     return status

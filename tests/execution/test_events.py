@@ -167,7 +167,10 @@ def test_the_reader_moves_on_only_when_told_and_reads_a_torn_line_again_until_it
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "events.jsonl"
-    first = b'{"type":"log","level":"info","message":"a"}\n{"type":"log","level":"info","message":"b"}\n'
+    def log(message: str) -> bytes:
+        return b'{"type":"log","at":"2026-01-01T00:00:00","job":"7","level":"info","message":"%s"}\n' % message.encode()
+
+    first = log("a") + log("b")
     path.write_bytes(first)
     reader = EventsReader(path)
     assert [e["message"] for e in reader.read()] == ["a", "b"]
@@ -176,7 +179,7 @@ def test_the_reader_moves_on_only_when_told_and_reads_a_torn_line_again_until_it
     assert reader.read() == []
 
     # NFS may show a file's new length before its bytes: a line of zeros but for its end.
-    line = b'{"type":"log","level":"info","message":"c"}\n'
+    line = log("c")
     with open(path, "ab") as f:
         f.write(b"\0" * 30 + line[30:])
     assert reader.read() == [] and reader.read() == [], "a torn line is not skipped"
@@ -189,6 +192,7 @@ def test_the_reader_moves_on_only_when_told_and_reads_a_torn_line_again_until_it
     with open(path, "ab") as f:  # a line that never reads whole: skipped once the job has ended...
         f.write(b"\0not json\n")
     assert reader.read() == []
-    assert reader.read(final=True) == [{"type": "bad", "text": "\0not json"}]
+    assert reader.read(final=True) == [{"type": "bad", "where": f"{path}:4", "text": "\0not json",
+                                        "why": "not JSON (nor a torn line that became whole)"}]
     monkeypatch.setattr("altui.execution.events.TORN_SECONDS", 0.0)  # ... or after TORN_SECONDS
     assert [e["type"] for e in reader.read()] == ["bad"]

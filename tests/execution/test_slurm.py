@@ -27,7 +27,7 @@ from slurm_helpers import (
 from worker_helpers import SLOW, altui, kill9, ok, write_spec
 
 from altui.execution.daemon import lock_holder, start_worker, worker_status
-from altui.store import Store
+from altui.store import Store, run_folder
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # conftest.py's env and db fixtures use the cluster
 
@@ -83,7 +83,7 @@ def test_six_runs_finish_through_slurm_jobs(db: Path, env: dict[str, str], clust
 
 def job_python(db: Path, run_id: int) -> int | None:
     """The pid of the Python process a run's job runs on the node (not srun's)."""
-    folder = str(db.parent / str(run_id) / "slurm").encode()
+    folder = str(run_folder(db, run_id) / "slurm").encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             args = (proc / "cmdline").read_bytes().split(b"\0")

@@ -21,7 +21,7 @@ from altui.execution import events
 from altui.execution.executors.slurm.head import SlurmWorker
 from altui.execution.executors.slurm.jobs import SlurmJobs
 from altui.execution.executors.slurm.options import SlurmOptions
-from altui.store import Store
+from altui.store import Store, run_folder
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 NAMES = ["a/Entropy+init/s0", "b/Entropy+init/s0"]
@@ -76,8 +76,8 @@ def test_a_full_disk_under_the_store_during_ingest_loses_no_round(
             ids = [r["id"] for r in store.runs()]
         for run_id in ids:
             (tmp_path / "nodes" / str(run_id)).mkdir(parents=True)
-            (db.parent / str(run_id)).mkdir()
-            mount("--bind", str(tmp_path / "nodes" / str(run_id)), str(db.parent / str(run_id)))
+            run_folder(db, run_id).mkdir(parents=True)
+            mount("--bind", str(tmp_path / "nodes" / str(run_id)), str(run_folder(db, run_id)))
         start(db, env, *CPU_JOBS)
         wait_for(db, cluster, "round 1 of a", running_on_node(db, NAMES[0], 1), every=0.1)
         filler = db.parent / "filler"

@@ -8,10 +8,7 @@ import time
 import pytest
 
 from altui.al.presets import resolve
-from altui.store import Store, StoreError
-from altui.store.schema import migrations
-
-LATEST = len(migrations._migrations)  # the number of this branch's last migration
+from altui.store import Store, StoreError, migrations
 
 
 def config() -> dict:
@@ -34,7 +31,7 @@ def test_connections_use_wal_and_a_busy_timeout(tmp_path):
     with Store(tmp_path / "altui.db") as store:
         assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
-        assert store.schema_version == LATEST
+        assert store.schema_version == len(migrations._migrations)
 
 
 def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
@@ -51,7 +48,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
     old.close()
     with Store(path) as store:
         assert [r["name"] for r in store._rows("SELECT name FROM experiments")] == ["exp"]
-        assert store.schema_version == LATEST
+        assert store.schema_version == len(migrations._migrations)
         queue(store, "exp/Random/s0")
         assert {"slurm_job_id", "node"} <= {c.name for c in store.db["runs"].columns}
         assert store.run(1)["slurm_job_id"] is None
@@ -70,7 +67,7 @@ def test_a_version_3_store_gains_the_throughput_cache(tmp_path):
     migrations.apply(old, stop_before="m004_throughput")
     old.close()
     with Store(path) as store:
-        assert store.schema_version == LATEST
+        assert store.schema_version == len(migrations._migrations)
         key = dict(device="cpu: X, 2 threads", model="cnn5", input="1x28x28", batch=32, compile=0, augment=0,
                    slots=1, kind="train", torch_version="2.14.1")
         store.save_throughput([{**key, "value": 400.0}, {**key, "kind": "score", "value": 1200.0}])
@@ -100,7 +97,7 @@ def test_a_version_4_store_keeps_its_rounds_and_says_they_have_no_per_image_resu
         old["rounds"].insert({**round_row(0), "run_id": run_id, "accuracy": 0.8 + 0.01 * seed, "recorded_at": "t"})
     old.close()
     with Store(path) as store:
-        assert store.schema_version == LATEST
+        assert store.schema_version == len(migrations._migrations)
         assert [(r["test_images"], r["test_correct"]) for r in store.rounds(1)] == [(None, None)]
         (row,) = claims.experiment_claims(store, "exp")
         assert row.test == "paired t (seeds)" and "no per-image results for these rounds" in row.note
@@ -136,7 +133,7 @@ def test_reopening_a_store_keeps_its_runs_and_applies_no_migration_twice(tmp_pat
         queue(store, "exp/Random/s0")
     with Store(tmp_path / "altui.db") as store:
         assert [r["name"] for r in store.runs()] == ["exp/Random/s0"]
-        assert store.schema_version == LATEST
+        assert store.schema_version == len(migrations._migrations)
 
 
 def test_queueing_twice_adds_only_new_runs(tmp_path):
@@ -277,7 +274,7 @@ def test_restart_deletes_what_a_run_recorded_and_queues_it_at_round_0(tmp_path):
                             [{"pool_index": 5, "score": 0.9}], [{"layer": "bn1", "abs_gamma": "[1.0]"}])
             store.add_epoch(rid, {"round": 0, "epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "lr": 0.1,
                                   "images_per_second": 100.0})
-        store.run_dir(a).mkdir()
+        store.make_run_dir(a)
         (store.run_dir(a) / "round-0.pt").write_bytes(b"x")
         store.claim("cpu", run_id=a)
         assert store.restart([a, b]) == []  # running or queued: nothing to restart

@@ -11,8 +11,8 @@ from typing import Any
 
 from altui.execution.executors import UNKNOWN_EXIT, Handle
 from altui.execution.slots import Slot
-from altui.files import make_dir, open_append
-from altui.store import now
+from altui.files import open_append
+from altui.store import make_run_folder, now
 
 RUNNER_MODULES = {"altui.execution.runner", "altui.runner"}  # the second: runs started before the layout
 
@@ -55,7 +55,7 @@ class LocalExecutor:
         return env
 
     def submit(self, run_id: int, slot: Slot) -> Handle:
-        run_dir = make_dir(self.db.parent / str(run_id))  # never through a planted link
+        run_dir = make_run_folder(self.db, run_id)  # never through a planted link
         cmd = [sys.executable, "-m", "altui.execution.runner", "--db", str(self.db), "--run", str(run_id),
                "--device", slot.device]
         with open_append(run_dir / "output.log") as log:

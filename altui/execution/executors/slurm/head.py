@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from altui.execution.events import EventsReader, events_path, ingest
+from altui.execution.events import EventsFileRefused, EventsReader, Ingested, events_path, ingest
 from altui.execution.executors.slurm.jobs import JobInfo, RunSettingsError, SlurmJobs, scancel
 from altui.execution.executors.slurm.options import SlurmError
 from altui.execution.worker import CANCEL_GRACE, ERROR_TAIL, Worker, say
@@ -37,6 +37,7 @@ class SlurmJob:
     started: bool = False  # the job wrote its start line: its Python imported altui
     progressed: bool = False  # the job completed a round or saved part of one
     stopped: str | None = None  # why Slurm stopped the job, as its stopped line says ("time limit", "signal")
+    refused: str | None = None  # why its events file is not read (not a regular file), as last said
 
 
 class SlurmWorker(Worker):
@@ -56,9 +57,19 @@ class SlurmWorker(Worker):
         self.poll_error: str | None = None
 
     def watch(self, run_id: int, job_id: str | None) -> SlurmJob:
-        job = SlurmJob(run_id, job_id, EventsReader(events_path(self.store.run_dir(run_id))))
+        reader = EventsReader(events_path(self.store.run_dir(run_id)), run_id, self.planned_rounds(run_id))
+        job = SlurmJob(run_id, job_id, reader)
         self.watched[run_id] = job
         return job
+
+    def planned_rounds(self, run_id: int) -> int | None:
+        """The run's planned rounds: its events file records no round beyond them."""
+        run = self.store.run(run_id)
+        try:
+            rounds = json.loads(run["spec_json"]).get("rounds") if run else None
+        except (ValueError, AttributeError):
+            return None
+        return rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None
 
     def attach(self) -> None:
         """Watch the jobs an earlier head left: every run pending or running in Slurm."""
@@ -85,9 +96,22 @@ class SlurmWorker(Worker):
         the lines to be read again at the next tick (`final`: the job has ended, see EventsReader)."""
         if job.job_id is None:
             return
-        got = ingest(self.store, job.run_id, job.reader.read(final))
+        try:
+            events = job.reader.read(final)
+        except EventsFileRefused as e:  # a link, a FIFO, a folder: said once, never read
+            if job.refused != str(e):
+                job.refused = str(e)
+                self.event(job.run_id, f"its events file is refused: {e}", "error")
+            return
+        job.refused = None
+        with self.store.transaction():  # the batch, its warnings and the run's new state: all or nothing
+            self.apply(job, ingest(self.store, job.run_id, events))
+        job.reader.commit()
+
+    def apply(self, job: SlurmJob, got: Ingested) -> None:
+        """What a batch of events says beyond its rows: bad lines, the job's start, progress, end."""
         for text in got.bad or []:
-            self.event(job.run_id, f"skipped a line of {job.reader.path} that is not an event: {text!r}", "warning")
+            self.event(job.run_id, f"skipped a line that is not a valid event: {text}", "warning")
         job.progressed = job.progressed or job.job_id in (got.round_jobs or ())
         if got.stopped and got.stopped["job"] == job.job_id:
             job.stopped = got.stopped["reason"]
@@ -102,7 +126,6 @@ class SlurmWorker(Worker):
                 self.event(job.run_id, f"{got.end['status']} (Slurm job {job.job_id})")
                 job.run_ended = True
                 self.next_poll = min(self.next_poll, time.monotonic() + SQUEUE_SOON)
-        job.reader.commit()
 
     # -- Slurm's view
     def poll(self) -> None:
@@ -218,7 +241,8 @@ class SlurmWorker(Worker):
                 self.scancel(job.run_id, job.job_id, f"cancelled: scancel{again} of Slurm job {job.job_id}")
 
     def fill(self) -> None:
-        while not self.stopping and len(self.watched) < self.max_jobs and time.monotonic() >= self.submit_after:
+        while (not self.stopping and self.store_changed is None and len(self.watched) < self.max_jobs
+               and time.monotonic() >= self.submit_after):
             run = self.store.claim("slurm")  # None when the queue is empty or paused
             if run is None:
                 return

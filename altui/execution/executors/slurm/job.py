@@ -53,7 +53,8 @@ class SlurmRun:
         signal.signal(signal.SIGUSR2, stop)
         from altui.execution.events import EventSink
 
-        sink = EventSink(self.run_dir, os.environ.get("SLURM_JOB_ID"), getattr(self, "save_every", None))
+        sink = EventSink(self.run_dir, os.environ.get("SLURM_JOB_ID"), getattr(self, "save_every", None),
+                         self.run_id)
         try:  # the start first: the head sees the job run while Python imports torch
             sink.start(os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                        int(os.environ.get("SLURM_RESTART_COUNT") or 0))

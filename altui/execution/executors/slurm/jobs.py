@@ -13,6 +13,7 @@ from typing import Any
 
 from altui.execution.executors.slurm.job import SlurmRun
 from altui.execution.executors.slurm.options import SlurmError, SlurmOptions, save_interval, slurm
+from altui.store import make_run_folder, run_folder
 
 # how a Python that cannot import altui (or submitit, or a dependency) says so, in a job's log
 IMPORT_ERROR = re.compile(r"^(?:ModuleNotFoundError|ImportError): .*$", re.M)
@@ -72,7 +73,10 @@ class SlurmJobs:
             params = options.parameters()
         except SlurmError as e:
             raise RunSettingsError(f"its [experiment.slurm] settings: {e}") from None
-        run_dir = self.db.parent / str(run_id)
+        try:
+            run_dir = make_run_folder(self.db, run_id)  # never through a planted link
+        except OSError as e:
+            raise RunSettingsError(f"its run folder: {e}") from None
         device = "cuda" if options.gpus_per_job else "cpu"
         try:
             executor = submitit.SlurmExecutor(folder=run_dir / "slurm", max_num_timeout=0)
@@ -120,7 +124,7 @@ class SlurmJobs:
     def cannot_start(self, run_id: int, job_id: str) -> str | None:
         """The import error that ended a job before it started its run (its log's last one), if
         one did: the node's Python lacks altui, submitit or a dependency, which every job would meet."""
-        path = self.db.parent / str(run_id) / "slurm" / f"{job_id}_0_log.out"
+        path = run_folder(self.db, run_id) / "slurm" / f"{job_id}_0_log.out"
         try:
             text = path.read_text(errors="replace")[-20_000:]
         except OSError:
@@ -130,7 +134,7 @@ class SlurmJobs:
 
     def log_tail(self, run_id: int, chars: int) -> str:
         """The end of the output of the run's latest job (submitit's log in its run folder)."""
-        logs = sorted((self.db.parent / str(run_id) / "slurm").glob("*_log.out"), key=lambda p: p.stat().st_mtime)
+        logs = sorted((run_folder(self.db, run_id) / "slurm").glob("*_log.out"), key=lambda p: p.stat().st_mtime)
         if not logs:
             return "(no Slurm job log)"
         with open(logs[-1], "rb") as f:
