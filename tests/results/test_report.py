@@ -393,3 +393,18 @@ def test_export_streams_from_the_cursor(big_db: Path) -> None:
     result = cli(big_db, "export", "-t", "rounds", "-f", "json")
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 200 * 20
     assert len(cli(big_db, "export", "-t", "rounds").stdout.splitlines()) == 200 * 20 + 1
+
+
+def test_report_settings_say_where_lambda_0_comes_from(tmp_path: Path) -> None:
+    """The experiment as queued from the shipped file: its λ_0 is inferred, and the report says from what."""
+    from altui.spec import load_spec
+
+    db = tmp_path / "altui.db"
+    table = load_spec(Path(__file__).parents[2] / "experiments.toml").get("mnist-k500").table
+    with Store(db) as store:
+        (run_id,) = add_experiment(store, "mnist-k500", [{"method": "WS+init", "seed": 0}], table)
+        store.add_round(run_id, round_row(0, 500, 0.95), [], [])
+    text = cli(db, "report", "mnist-k500").stdout
+    settings = text.split("## Settings\n", 1)[1]
+    assert settings.lstrip().startswith("λ_0 = 0.02 (λ_0·N_0 = 10): inferred: §4.2 states Entropy(0.004) at 2,500 "
+                                        "labels (K = 500, five rounds), and no WS value for MNIST")
