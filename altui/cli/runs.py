@@ -39,10 +39,13 @@ from altui.tui.format import CANCELLABLE, RETRYABLE, duration, failure_reason, p
 @app.command()
 def validate(file: Annotated[Path, typer.Argument(help="An experiments.toml file.")],
              max_runs: MaxRuns = MAX_RUNS) -> None:
-    """Check an experiment file and list the runs it expands to."""
+    """Check an experiment file and list the runs it expands to, and where each experiment's λ_0 comes from."""
+    from altui.spec.decay import derivation
+
     spec = read_spec(file, max_runs)
     for exp in spec.experiments:
         tell(f"{exp.name}: {len(exp.runs)} runs")
+        tell(f"  {derivation(exp.table)}")
     tell(f"{file}: OK")
 
 

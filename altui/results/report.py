@@ -17,6 +17,7 @@ from altui.results import claims, claims_table, distillation, figure5, gamma, pa
 from altui.results.paper_numbers import PaperQuote, PaperTable
 from altui.results.stats import BOOTSTRAP_RESAMPLES
 from altui.results.summary import SummaryRow, format_cell, markdown_table, summarize
+from altui.spec.decay import derivation
 from altui.store import Store, StoreError
 
 
@@ -125,6 +126,7 @@ def reproduction_report(store: Store, experiment: str, out: Path | None = None) 
         f"{len(runs)} runs ({statuses or 'none'}); seeds {', '.join(map(str, seeds)) or '–'}.\n",
         *_provenance_warning(runs),
         "## Settings\n",
+        f"{derivation(json.loads(row['spec_json']))}.\n",
         f"```json\n{json.dumps(json.loads(row['spec_json']), indent=2)}\n```\n",
         "## Results\n",
         "Test accuracy (%) by number of labeled images: mean over seeds ± half the width of the 95% "

@@ -32,13 +32,17 @@ FIELD_KINDS: dict[str, str] = {
     "device": "str", "eval_batch_size": "int", "compile": "bool|auto",
     "threads": "int",
 }
+# Settings of the file that are no run setting: each becomes run settings when the runs are built.
+# lambda_n: λ_0·N_0, an alternative to weight_decay (λ_0 = lambda_n / initial; altui/spec/decay.py).
+SPEC_KINDS: dict[str, str] = {"lambda_n": "float"}
+KINDS = {**FIELD_KINDS, **SPEC_KINDS}
 # What a method table may set (besides `name` and `preset`): the method, not the protocol or training.
 METHOD_FIELDS = (
     "acquisition", "weight_decay", "wd_schedule", "init", "distill", "kd_alpha", "kd_temperature",
     "decay_bn", "pool_subset", "subset_seed", "ll_subset", "ll_stop_epoch", "ll_margin", "ll_weight",
     "mc_samples", "mc_dropout", "mc_dropout_train",
 )
-EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", "slurm", *FIELD_KINDS)  # slurm: altui/spec/slurm.py
+EXPERIMENT_KEYS = ("name", "methods", "seeds", "path", "slurm", *KINDS)  # slurm: altui/spec/slurm.py
 DEFAULTS_KEYS = tuple(k for k in EXPERIMENT_KEYS if k not in ("name", "methods"))
 METHOD_KEYS = ("name", "preset", *METHOD_FIELDS)
 PATH_DATASETS = ("npz", "imagefolder")  # the data sets read from the user's `path`
@@ -65,6 +69,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "threads": (lambda v: v >= 0, "an integer >= 0 (0: the process's default)"),
     "mc_samples": (lambda v: v >= 2, "an integer >= 2: BALD's dropout samples"),
     "mc_dropout": (lambda v: 0 <= v < 1, "a number in [0, 1): the dropout rate before the classifier"),
+    "lambda_n": (lambda v: v > 0, "a number > 0 (λ_0·N_0: λ_0 = lambda_n / initial)"),
 }
 # The largest value of each integer setting: what can work (a pool of more than 10**9 images does not fit
 # in memory, each round labels at least one sample), so that a typo of 2**64 is refused, not run.
@@ -73,6 +78,7 @@ INT_MAX: dict[str, int] = {
     "epochs": 1_000_000, "ll_stop_epoch": 1_000_000, "milestones": 1_000_000,
     "batch_size": 1 << 20, "eval_batch_size": 1 << 20, "subset_seed": MAX_SEED,
     "mc_samples": 10_000,  # BALD's dropout samples: each is a pass over the pool's features
+    "threads": 4096,  # intra-op threads of a run
 }
 _KIND_TEXT = {
     "str": "a string", "bool": "true or false", "int": "an integer", "float": "a number",
@@ -122,7 +128,7 @@ def has_kind(value: Any, kind: str) -> bool:
 
 def value_error(key: str, value: Any) -> str | None:
     """What is wrong with one value of a run setting (or `path`), or None."""
-    kind = FIELD_KINDS.get(key, "str")
+    kind = KINDS.get(key, "str")
     if not has_kind(value, kind):
         return f"expected {_KIND_TEXT[kind]}, got {show(value)}"
     if kind == "float" and not math.isfinite(value):  # JSON has no inf or nan, nor has training
@@ -150,12 +156,12 @@ def is_sweep(key: str, value: Any) -> bool:
     """A list for a scalar setting, or a list of lists for `milestones`."""
     if key == "milestones":
         return isinstance(value, list) and any(isinstance(v, list) for v in value)
-    return key in FIELD_KINDS and isinstance(value, list)
+    return key in KINDS and isinstance(value, list)
 
 
 def normalized(key: str, value: Any) -> Any:
     """Floats for float settings (so that 1 and 1.0 name the same run)."""
-    return float(value) if FIELD_KINDS.get(key) == "float" and has_kind(value, "int") else value
+    return float(value) if KINDS.get(key) == "float" and has_kind(value, "int") else value
 
 
 def format_value(value: Any) -> str:

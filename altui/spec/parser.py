@@ -28,6 +28,7 @@ from altui.spec.keys import (
     EXPERIMENT_KEYS,
     EXPERIMENT_NAME,
     FIELD_KINDS,
+    KINDS,
     MAX_SEED,
     METHOD_FIELDS,
     METHOD_KEYS,
@@ -189,6 +190,8 @@ def _check_unique_names(tables: list[dict[str, Any]], issues: Issues) -> None:
 # ----------------------------------------------------------------------------------------------
 # Experiments
 
+DECAY_KEYS = ("weight_decay", "lambda_n")
+
 
 @dataclass(frozen=True)
 class _Method:
@@ -209,6 +212,10 @@ class _ExperimentParser:
         self.merged = {**defaults, **table}
         if isinstance(defaults.get("slurm"), dict) and isinstance(table.get("slurm"), dict):
             self.merged["slurm"] = {**defaults["slurm"], **table["slurm"]}  # key by key, as the worker's
+        # weight_decay (λ_0) and lambda_n (λ_0·N_0) say one thing: the experiment's own replaces [defaults]'
+        for mine, other in DECAY_KEYS, DECAY_KEYS[::-1]:
+            if mine in table and other not in table:
+                self.merged.pop(other, None)
         self.issues = issues
         self.runs_before, self.max_runs = runs_before, max_runs
         self.count = 0  # the runs this experiment expands to, once parsed
@@ -226,6 +233,7 @@ class _ExperimentParser:
     def parse(self, defaults_ok: bool) -> Experiment | None:
         before = len(self.issues.items)
         _check_table(self.table, self.prefix, EXPERIMENT_KEYS, self.issues)
+        self.check_decay_keys()
         # dataset and model may come from [defaults], name and methods may not
         required = {"name": self.table, "dataset": self.merged, "model": self.merged, "methods": self.table}
         for key, table in required.items():
@@ -250,6 +258,15 @@ class _ExperimentParser:
         runs = self.expand(name, methods, seeds, points)
         line, _ = self.issues.locate(self.prefix)
         return Experiment(name, self.issues.file, line or 0, self.merged, tuple(runs))
+
+    def check_decay_keys(self) -> None:
+        """weight_decay and lambda_n are two ways to give λ_0: one table may hold one of them."""
+        for table, prefix in ((self.defaults, "defaults"), (self.table, self.prefix)):
+            if all(k in table for k in DECAY_KEYS):
+                line, _ = self.issues.locate(f"{prefix}.weight_decay")
+                self.issues.add(f"{prefix}.lambda_n",
+                                f"lambda_n (λ_0·N_0) and weight_decay (λ_0, line {line}) both give λ_0; "
+                                "allowed: one of them (λ_0 = lambda_n / initial)")
 
     def within_cap(self, seeds: int, points: int, methods: int) -> bool:
         """Count the runs (seeds x sweep points x methods) and check the file's cap."""
@@ -339,7 +356,7 @@ class _ExperimentParser:
 
     def values(self, point: dict[str, tuple[int, Any]]) -> dict[str, Any]:
         """The settings of one sweep point: the merged scalars with the point's values."""
-        values = {k: normalized(k, v) for k, v in self.merged.items() if k in FIELD_KINDS or k == "path"}
+        values = {k: normalized(k, v) for k, v in self.merged.items() if k in KINDS or k == "path"}
         values.update({k: v for k, (_, v) in point.items()})
         return values
 
@@ -392,6 +409,8 @@ class _ExperimentParser:
             sweep = {k: v for k, (_, v) in point.items()}
             label = ",".join(f"{k}={format_value(v)}" for k, v in sweep.items())
             fields = {k: v for k, v in self.values(point).items() if k != "path"}
+            if "lambda_n" in fields:  # λ_0 = λ_0·N_0 / N_0, at this sweep point's N_0
+                fields["weight_decay"] = fields.pop("lambda_n") / fields.get("initial", RunConfig().initial)
             fields["seed"] = seed
             if "path" in self.merged:
                 fields["extra"] = {"path": self.merged["path"]}

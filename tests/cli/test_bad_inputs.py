@@ -49,7 +49,9 @@ from altui.store import Store
 CASES = Path(__file__).resolve().parent / "bad_inputs"
 MARK = "# --- bad input"
 VICTIM = b"a file that a planted link points to\n"
-RUN_END = ("status", "attempt", "error", "device", "pid", "heartbeat_at", "started_at", "finished_at")
+# what a run that starts and fails changes: its end, and the provenance its process recorded as it started
+RUN_END = ("status", "attempt", "error", "device", "pid", "heartbeat_at", "started_at", "finished_at",
+           *Store.PROVENANCE)
 
 
 class Case:

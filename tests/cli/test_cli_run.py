@@ -78,6 +78,7 @@ def test_validate_lists_runs_and_rejects_a_broken_file_without_touching_the_stor
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", str(ROOT / "experiments.toml")])
     assert ok.exit_code == 0 and "digits-demo: 4 runs" in ok.output and "table1-mnist: 144 runs" in ok.output
+    assert "mnist-k500: 35 runs\n  λ_0 = 0.02 (λ_0·N_0 = 10): inferred: §4.2 states Entropy(0.004)" in ok.output
 
     db = tmp_path / "altui.db"
     good = tmp_path / "good.toml"

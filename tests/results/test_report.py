@@ -408,3 +408,18 @@ def test_a_curve_hidden_under_a_later_one_is_flagged_in_the_legend() -> None:
     apart = dict(series, **{"#3 Entropy s0": plotting.Series([0, 1, 2, 3], [73.0, 83.0, 88.0, 91.0])})
     text = plotting.render_text(apart, width=60, height=16, color=False)
     assert "• #2 Entropy+init s0" in text.splitlines() and "under" not in text
+
+
+def test_report_settings_say_where_lambda_0_comes_from(tmp_path: Path) -> None:
+    """The experiment as queued from the shipped file: its λ_0 is inferred, and the report says from what."""
+    from altui.spec import load_spec
+
+    db = tmp_path / "altui.db"
+    table = load_spec(Path(__file__).parents[2] / "experiments.toml").get("mnist-k500").table
+    with Store(db) as store:
+        (run_id,) = add_experiment(store, "mnist-k500", [{"method": "WS+init", "seed": 0}], table)
+        store.add_round(run_id, round_row(0, 500, 0.95), [], [])
+    text = cli(db, "report", "mnist-k500").stdout
+    settings = text.split("## Settings\n", 1)[1]
+    assert settings.lstrip().startswith("λ_0 = 0.02 (λ_0·N_0 = 10): inferred: §4.2 states Entropy(0.004) at 2,500 "
+                                        "labels (K = 500, five rounds), and no WS value for MNIST")

@@ -13,6 +13,7 @@ import pytest
 
 from altui.al.config import ConfigError, RunConfig
 from altui.spec import SpecError, SpecIssue, load_spec, parse_spec
+from altui.spec.decay import derivation
 from altui.spec.keys import FIELD_KINDS, METHOD_FIELDS
 from altui.spec.positions import scan_positions
 
@@ -245,6 +246,10 @@ CASES: dict[str, list[Expect]] = {
         Expect(6, f"{E}.kd_temperature", "allowed: a number in [0.01, 1000]")],
     "negative-weight-decay": [
         Expect(6, f"{E}.weight_decay", "allowed: a number >= 0")],
+    "lambda-n-and-weight-decay": [
+        Expect(7, f"{E}.lambda_n", "lambda_n (λ_0·N_0) and weight_decay (λ_0, line 6) both give λ_0; allowed: one")],
+    "lambda-n-not-positive": [
+        Expect(6, f"{E}.lambda_n", "0 is out of range; allowed: a number > 0")],
     "initial-larger-than-pool": [
         Expect(6, f"{E}.initial", "the digits pool; allowed: at most 1347")],
     "rounds-exhaust-the-pool": [
@@ -489,3 +494,58 @@ def test_every_float_setting_is_checked_for_finiteness():
     for key in floats:  # and the run settings refuse them too (a store written by hand, the Python API)
         with pytest.raises(ConfigError, match=f"{key} = inf is not finite"):
             dataclasses.replace(RunConfig(), **{key: float("inf")}).validate()
+
+
+# --- λ_0 given as lambda_n (λ_0·N_0) -------------------------------------------------------------
+
+
+def test_lambda_n_gives_each_budget_lambda_0_from_one_invariant():
+    """lambda_n = 10 is MNIST's λ_0·N_0: 0.05 at N_0 = 200, 0.02 at 500; swept N_0 follow it."""
+    spec = parse_spec(HEAD.replace('["Random"]', '["WS+init", "Entropy"]') + "rounds = 3\nlambda_n = 10\n"
+                      "initial = [20, 50]\nbudget = 10\n")
+    runs = {r.name: r.config for r in spec.get("demo").runs}
+    assert runs["demo/WS+init/initial=20/s0"].weight_decay == pytest.approx(0.5)
+    assert runs["demo/WS+init/initial=50/s0"].weight_decay == pytest.approx(0.2)
+    # the fixed-decay preset ends where WS ends: λ_0·N_0 / N_{R-1} = 10 / 70
+    assert runs["demo/Entropy/initial=50/s0"].weight_decay == pytest.approx(10 / 70)
+    assert spec.get("demo").table["lambda_n"] == 10.0 and "weight_decay" not in spec.get("demo").table
+
+
+def test_lambda_n_and_weight_decay_in_one_table_are_refused_but_an_experiment_replaces_the_defaults():
+    with pytest.raises(SpecError) as raised:
+        parse_spec("[defaults]\nweight_decay = 0.1\nlambda_n = 3\n\n" + HEAD, "exp.toml")
+    (issue,) = raised.value.issues
+    assert str(issue).startswith("exp.toml:3:1: defaults.lambda_n: lambda_n (λ_0·N_0) and weight_decay (λ_0, "
+                                 "line 2) both give λ_0")
+    spec = parse_spec("[defaults]\nweight_decay = 0.1\n\n" + HEAD.replace('["Random"]', '["WS+init"]')
+                      + "initial = 40\nlambda_n = 4\n")
+    (run,) = spec.get("demo").runs
+    assert run.config.weight_decay == pytest.approx(0.1 * 1)  # 4 / 40, the experiment's lambda_n
+    spec = parse_spec("[defaults]\nlambda_n = 4\n\n" + HEAD.replace('["Random"]', '["WS+init"]')
+                      + "initial = 40\nweight_decay = 0.3\n")
+    assert spec.get("demo").runs[0].config.weight_decay == pytest.approx(0.3)
+
+
+def test_every_shipped_experiment_says_where_its_lambda_0_comes_from(shipped):
+    lines = {e.name: derivation(e.table) for e in shipped.experiments}
+    assert lines["mnist-k500"].startswith("λ_0 = 0.02 (λ_0·N_0 = 10): inferred: §4.2 states Entropy(0.004) at 2,500")
+    assert lines["mnist-k200"].startswith("λ_0 = 0.05 (λ_0·N_0 = 10): inferred: the text gives no decay for K = 200")
+    assert "Table 1's best fixed decays for mnist/cnn5 follow λ·N ≈ 20" in lines["mnist-k200"]
+    assert lines["cifar10-resnet18-k1000"].startswith("λ_0 = 0.008 (λ_0·N_0 = 8): stated in the paper: §4.3")
+    assert lines["cifar10-resnet18-k250"].startswith("λ_0 = 0.032 (λ_0·N_0 = 8): inferred")
+    assert lines["cifar10-densenet100-k250"].startswith("λ_0 = 0.012 (λ_0·N_0 = 3): inferred: §4.3 states Random")
+    assert lines["table1-mnist"] == "λ_0: swept (each run's weight_decay is in its settings)"
+    assert "recipe's default" in lines["digits-demo"]
+    assert all(not line.startswith("λ_0 =") or "inferred" in line or "stated" in line or "recipe" in line
+               for line in lines.values())
+    spec = parse_spec(HEAD + "initial = 40\nlambda_n = 4\n")
+    assert derivation(spec.get("demo").table) == "λ_0 = lambda_n / N_0 = 4 / 40 = 0.1: set by the experiment as λ_0·N_0"
+
+
+def test_the_documented_lambda_n_example_loads():
+    text = (REPO / "docs" / "configuration.md").read_text()
+    block = text.split('name = "mnist-table1-invariant"', 1)[0].rsplit("```toml", 1)[1]
+    block += 'name = "mnist-table1-invariant"' + text.split('name = "mnist-table1-invariant"', 1)[1].split("```", 1)[0]
+    runs = {r.name: r.config.weight_decay for r in parse_spec(block).get("mnist-table1-invariant").runs}
+    assert runs["mnist-table1-invariant/WS+init/initial=200/s0"] == pytest.approx(0.1)
+    assert runs["mnist-table1-invariant/WS+init/initial=500/s0"] == pytest.approx(0.04)
