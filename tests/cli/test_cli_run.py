@@ -259,8 +259,8 @@ def test_a_run_whose_checkpoint_is_gone_fails_with_exit_1_until_retried_from_scr
 
     assert failed.exit_code == 1 and last in (0, 1)
     assert (f"tiny/Entropy+init/s0: failed: run 1 recorded round {last} but its checkpoint "
-            f"{tmp_path}/1/round-{last}.pt is missing; `altui retry --from-scratch 1` restarts the run at round 0"
-            ) in failed.output
+            f"{run_folder(db, 1)}/round-{last}.pt is missing; `altui retry --from-scratch 1` restarts the run at "
+            "round 0") in failed.output
     restarted = runner.invoke(app, ["--db", str(db), "retry", "--from-scratch", "1"])
     assert "1 tiny/Entropy+init/s0: queued again from round 0 (its recorded rounds are deleted)" in restarted.output
     with Store(db) as store:

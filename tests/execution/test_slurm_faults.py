@@ -6,11 +6,13 @@ its first attempt, and the picks of an undisturbed run with the same seed."""
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slurm_cluster import LocalSlurm
@@ -103,8 +105,8 @@ class TornReads(io.RawIOBase):
 
     torn: set[bytes] = set()
 
-    def __init__(self, path: Path):
-        self.f = open(path, "rb")  # noqa: SIM115 (closed by close())
+    def __init__(self, f: Any):
+        self.f = f
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self.f.seek(offset, whence)
@@ -123,12 +125,25 @@ class TornReads(io.RawIOBase):
         self.f.close()
 
 
+class TornOs:
+    """events.py's `os`, whose files opened for reading (the head opens the events file with os.open,
+    without following a link, then os.fdopen) read through TornReads; the rest is the real os."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = os.fdopen(fd, mode, *args, **kwargs)
+        return TornReads(f) if mode == "rb" else f
+
+
 def test_a_torn_line_is_read_again_until_whole(db: Path, env: dict[str, str], cluster: LocalSlurm,
                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     queue_two(db, env, tmp_path)
     for key in ("SLURM_CONF", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED"):
         monkeypatch.setenv(key, env[key])  # sbatch, and the jobs it exports this environment to
-    monkeypatch.setattr(events, "open", lambda path, mode: TornReads(path), raising=False)
+    monkeypatch.setattr(events, "os", TornOs())
     options = SlurmOptions(gpus_per_job=0, cpus_per_job=1, time="20")
     errors: list[BaseException] = []
     with Store(db) as store:
