@@ -134,7 +134,9 @@ def auto_slots(free_gib: float | None, models: list[str], cores: int) -> tuple[i
 
 def plan_slots(gpus: str, slots_per_gpu: int | str = "auto", models: list[str] = ()) -> tuple[list[Slot], str]:
     """The worker's slots and, for `auto`, how they were chosen. `auto` on the CPU is one slot (a
-    run's threads use every core); on each GPU, see auto_slots."""
+    run uses its `threads` setting's cores: 1 by default, so that runs of one seed are identical on
+    any machine; docs/benchmarks.md measures two one-thread runs at once against one of two threads);
+    on each GPU, see auto_slots."""
     per = parse_slots(slots_per_gpu)
     ids = parse_gpus(gpus)
     if ids is None:
@@ -143,7 +145,8 @@ def plan_slots(gpus: str, slots_per_gpu: int | str = "auto", models: list[str] =
         devices: list[str | None] = list(ids) if ids else [None]
         return [Slot(i, gpu) for i, gpu in enumerate(d for d in devices for _ in range(per))], f"{per} per device"
     if not ids:
-        return [Slot(0, None)], "auto: 1 on the CPU (a run's threads use every core)"
+        return [Slot(0, None)], ("auto: 1 on the CPU (a run uses its `threads` setting's cores, 1 by default; "
+                                 "--slots-per-gpu N runs N at once)")
     free = gpu_free_gib(ids)
     cores = max(1, available_cores() // len(ids))
     counts, notes = [], []
