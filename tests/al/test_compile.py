@@ -122,7 +122,7 @@ from altui.al.config import RunConfig
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10))
 x, y = torch.randn(4, 1, 4, 4), torch.randint(0, 10, (4,))
 one = torch.tensor(1.0)
-loss, _ = train.TrainStep(True, "cpu")(RunConfig(batch_size=4), model, None, None, x, y, None, one, False)
+loss = train.TrainStep(True, "cpu")(RunConfig(batch_size=4), model, None, None, x, y, None, one, False)[0]
 loss.backward()
 print(os.environ["TORCHINDUCTOR_CACHE_DIR"], counters["inductor"]["fxgraph_cache_hit"])
 """
