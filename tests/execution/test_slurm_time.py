@@ -15,7 +15,9 @@ from worker_helpers import altui, ok, write_spec
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # About a minute of training over 8 rounds (round t: ~1 + 1.4 t s here), more than a 1-minute job
 # leaves after start-up and the stop signal; no round is longer than that.
-LONG = {"rounds": 8, "budget": 40, "epochs": 20, "milestones": [10]}
+# `threads = 0`: every core, as before threads was a run setting (1 by default since issue 22): these
+# tests are about the time limit, and one thread would need twice the jobs.
+LONG = {"rounds": 8, "budget": 40, "epochs": 20, "milestones": [10], "threads": 0}
 
 
 def test_a_run_longer_than_its_jobs_time_limit_finishes_at_its_first_attempt(
@@ -49,7 +51,7 @@ def test_a_round_longer_than_a_job_goes_on_from_the_epoch_it_was_saved_at(
     """Each round trains for tens of seconds, more than a 1-minute job leaves after start-up and the
     stop signal: each job saves the round in progress every 15 s (a quarter of its limit) and the next
     job goes on from there, with the picks of a run that had the time it needed."""
-    huge = {"rounds": 2, "epochs": 700, "milestones": [500]}
+    huge = {"rounds": 2, "epochs": 700, "milestones": [500], "threads": 0}
     spec = write_spec(tmp_path / "exp.toml", {"huge": huge, "whole": huge})
     spec.write_text(spec.read_text() + '\n[experiment.slurm]\ntime = 20\n')  # whole: one job is enough
     ok(altui(db, env, "queue", str(spec)))
