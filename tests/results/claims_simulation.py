@@ -154,10 +154,19 @@ def write_channels(store: Store, db: Database, name: str, rng: np.random.Generat
     db["channels"].insert_all(channels)
 
 
+def unsynced(store: Store, path: Path) -> Database:
+    """A second connection for bulk rows, and neither waits for the disk at each commit: simulated
+    experiments have nothing to keep through a power loss (the store runs with synchronous=FULL)."""
+    store.db.execute("PRAGMA synchronous = OFF")
+    db = Database(path)
+    db.execute("PRAGMA synchronous = OFF")
+    return db
+
+
 def simulate_channels(path: Path, experiments: int, seeds: int, rng_seed: int = 0) -> list[list[claims.ClaimRow]]:
     rng = np.random.default_rng(rng_seed)
     with Store(path) as store:
-        db = Database(path)
+        db = unsynced(store, path)
         for i in range(experiments):
             write_channels(store, db, f"channels{i}", rng, seeds)
         db.close()
@@ -180,7 +189,7 @@ def simulate(path: Path, experiments: int, seeds: int, scenario: Scenario, effec
     rng = np.random.default_rng(rng_seed)
     results = []
     with Store(path) as store:
-        db = Database(path)
+        db = unsynced(store, path)
         for i in range(experiments):
             write_experiment(store, db, f"sim{i}", rng, seeds, scenario, effect)
             if table:
