@@ -101,14 +101,16 @@ class AltuiApp(App[None]):
         self.snapshot = message.snapshot
         self.error = None
         for screen in self.screen_stack:
-            if unchanged and isinstance(screen, MainScreen) and screen.is_mounted:
-                screen.show_status(message.snapshot)  # the clock and the worker; the runs are as they were
-            elif isinstance(screen, (MainScreen, RunScreen)) and screen.is_mounted:
-                try:
+            if not (isinstance(screen, (MainScreen, RunScreen)) and screen.is_mounted):
+                continue
+            try:
+                if unchanged and isinstance(screen, MainScreen):
+                    screen.show_status(message.snapshot)  # the clock and the worker; the runs are as they were
+                elif not unchanged or isinstance(screen, RunScreen):
                     screen.apply(message.snapshot)
-                except NoMatches:  # a poll that ends while the app closes finds its widgets gone
-                    if self.is_running and not self._exit:
-                        raise
+            except NoMatches:  # a poll that ends while the app closes finds its widgets gone
+                if self.is_running and not self._exit:
+                    raise
 
     def notify_failures(self, before: Snapshot, after: Snapshot) -> None:
         """A notification for each run that failed since the last poll, with why (three at most)."""
