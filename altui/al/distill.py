@@ -23,7 +23,11 @@ def kd_loss(
     seen_fraction: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """(1 - alpha) * CE + alpha * T^2 * KL term over one minibatch (kd_terms)."""
-    ce, kd = kd_terms(student, teacher, targets, alpha, temperature, seen, seen_fraction)
+    return combined(*kd_terms(student, teacher, targets, alpha, temperature, seen, seen_fraction), alpha)
+
+
+def combined(ce: torch.Tensor, kd: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 11/12's loss from its two parts (kd_terms): (1 - alpha) * CE + the KD term."""
     return (1.0 - alpha) * ce + kd
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from altui.al.acquire import ranking_loss
 from altui.al.config import RunConfig
-from altui.al.distill import kd_terms
+from altui.al.distill import combined, kd_terms
 from altui.al.schedule import param_groups
 from altui.al.sink import EpochState, EpochStats, Sink
 from altui.al.tensors import DeviceData, crop_flip
@@ -58,7 +58,7 @@ def batch_loss(
             with torch.no_grad():  # not inference_mode: its tensors cannot enter autograd
                 t_logits = teacher(xb)
             ce, kd = kd_terms(logits, t_logits, yb, kd_alpha, kd_temperature, seen=seen, seen_fraction=seen_fraction)
-            loss = (1.0 - kd_alpha) * ce + kd  # distill.kd_loss, with its parts kept for the epochs table
+            loss = combined(ce, kd, kd_alpha)  # its parts kept for the epochs table
         if loss_module is not None:
             if detach_features:  # Yoo & Kweon: stop the module's gradient into the backbone
                 feats = [f.detach() for f in feats]
